@@ -1,0 +1,5 @@
+"""Replay: prioritised sampling over ring storage, and the plain PER plugin."""
+
+from hetplug.replay.sampler import PrioritizedSampler, SamplerConfig
+
+__all__ = ["PrioritizedSampler", "SamplerConfig"]

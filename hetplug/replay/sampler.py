@@ -1,0 +1,341 @@
+"""Prioritised sampling over a fixed-capacity ring of slots (PER; SHEP eqs. 6-8).
+
+A k-ary sum tree (and a min tree for weight normalisation) stored level by level as
+flat tensors. ``add``, ``update`` and ``sample`` touch O(k log_k n) entries per item and
+run as a handful of batched tensor ops per tree level, on any device. The only host
+synchronisations are the input checks (switch them off with ``check_inputs=False``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hetplug._checks import check_choice, check_int, check_range, check_tensor, config_from_dict
+from hetplug.types import SampleResult
+
+
+@dataclass
+class SamplerConfig:
+    """Settings of :class:`PrioritizedSampler` (defaults from Schaul et al., PER, 2016)."""
+
+    alpha: float = 0.6
+    """Exponent on stored priorities: ``p_i = P_i^alpha / sum_j P_j^alpha`` (0 = uniform)."""
+    beta: float = 0.4
+    """Initial IS exponent beta0 in ``w_i = (N p_i)^-beta`` (eq. 7)."""
+    beta_final: float = 1.0
+    """Value beta is annealed to; 1 makes the weighted estimate unbiased (eq. 8)."""
+    beta_steps: int = 0
+    """Number of ``sample`` calls over which beta moves linearly to ``beta_final`` (0: fixed)."""
+    max_probability: float | None = None
+    """Clip every p_i at this value, redistributing the excess (SHEP 4.3). Costs O(n) per
+    ``sample`` instead of O(log n); meant for trajectory-level buffers."""
+    weight_normalization: str = "max"
+    """``"max"``: divide by the largest weight in the buffer (PER, weights <= 1);
+    ``"batch"``: by the largest in the batch; ``"none"``: raw ``(N p_i)^-beta``."""
+    fanout: int = 32
+    """Children per tree node; 16-64 suits CPUs and GPUs."""
+    check_inputs: bool = True
+    """Validate priorities and indices (one host synchronisation per call)."""
+
+    def __post_init__(self) -> None:
+        check_range("alpha", self.alpha, 0.0)
+        check_range("beta", self.beta, 0.0)
+        check_range("beta_final", self.beta_final, 0.0)
+        check_int("beta_steps", self.beta_steps, 0)
+        if self.max_probability is not None:
+            check_range("max_probability", self.max_probability, 0.0, 1.0, low_open=True)
+        check_choice("weight_normalization", self.weight_normalization, ("max", "batch", "none"))
+        check_int("fanout", self.fanout, 2)
+
+
+class PrioritizedSampler:
+    """Prioritised sampling of slots in a ring of ``capacity`` items.
+
+    Args:
+        capacity: number of slots; ``add`` fills them in order and then overwrites the oldest.
+        config: a :class:`SamplerConfig` or a mapping of its fields.
+        device: where the trees live.
+        **overrides: fields of :class:`SamplerConfig`, e.g. ``alpha=0.7``.
+
+    Example:
+        >>> s = PrioritizedSampler(1000, alpha=0.6)
+        >>> idx = s.add(torch.rand(64))
+        >>> batch = s.sample(32)
+        >>> s.update(batch.indices, torch.rand(32))
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        config: SamplerConfig | dict[str, Any] | None = None,
+        device: torch.device | str = "cpu",
+        **overrides: Any,
+    ) -> None:
+        check_int("capacity", capacity, 1)
+        if overrides:
+            base = config_from_dict(SamplerConfig, config, "sampler")
+            merged = {**base.__dict__, **overrides}
+            config = config_from_dict(SamplerConfig, merged, "sampler")
+        self.config = config_from_dict(SamplerConfig, config, "sampler")
+        self.capacity = capacity
+        self.device = torch.device(device)
+        self._dtype = torch.float64
+        self._size = 0
+        self._cursor = 0
+        self._sample_calls = 0
+        k = self.config.fanout
+        sizes = []
+        n = capacity
+        while True:
+            padded = -(-n // k) * k
+            sizes.append(padded)
+            if padded == k:
+                break
+            n = padded // k
+        self._sums = [torch.zeros(s, dtype=self._dtype, device=self.device) for s in sizes]
+        self._mins = [torch.full((s,), torch.inf, dtype=self._dtype, device=self.device) for s in sizes]
+        self._priorities = torch.zeros(capacity, dtype=self._dtype, device=self.device)
+        self._max_priority = torch.ones((), dtype=self._dtype, device=self.device)
+
+    # ------------------------------------------------------------------ state
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def priorities(self) -> torch.Tensor:
+        """``[len]`` the stored priorities P_i (before the alpha exponent)."""
+        return self._priorities[: self._size]
+
+    @property
+    def max_priority(self) -> torch.Tensor:
+        """Largest priority ever stored (1.0 before the first); new items default to it."""
+        return self._max_priority
+
+    @property
+    def beta(self) -> float:
+        """The IS exponent the next ``sample`` call uses."""
+        c = self.config
+        if c.beta_steps == 0:
+            return c.beta
+        frac = min(1.0, self._sample_calls / c.beta_steps)
+        return c.beta + (c.beta_final - c.beta) * frac
+
+    def probabilities(self) -> torch.Tensor:
+        """``[len]`` the sampling probability of every stored item (after clipping)."""
+        mass = self._sums[0][: self._size]
+        if self.config.max_probability is not None:
+            return _clip_probabilities(mass, self.config.max_probability)
+        return mass / mass.sum()
+
+    # ------------------------------------------------------------------ writes
+    def add(self, priorities: torch.Tensor | None = None, count: int | None = None) -> torch.Tensor:
+        """Store new items in the next ring slots and return those slots ``[B]``.
+
+        Args:
+            priorities: ``[B]`` non-negative priorities, or None to give ``count`` new
+                items the largest priority seen so far (PER's rule for unseen items).
+        """
+        if priorities is None:
+            if count is None:
+                raise ValueError("add needs priorities or a count")
+            check_int("count", count, 1)
+            priorities = self._max_priority.expand(count)
+        priorities = self._check_priorities(priorities)
+        n = priorities.shape[0]
+        if n > self.capacity:
+            raise ValueError(f"cannot add {n} items to a sampler of capacity {self.capacity} in one call")
+        if self.config.check_inputs:
+            from hetplug._checks import check_finite_nonnegative
+
+            check_finite_nonnegative("priorities", priorities)
+        indices = (self._cursor + torch.arange(n, device=self.device)) % self.capacity
+        self._write(indices, priorities)
+        self._cursor = (self._cursor + n) % self.capacity
+        self._size = min(self.capacity, self._size + n)
+        return indices
+
+    def update(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
+        """Set the priorities of stored items; for repeated indices the last one wins."""
+        check_tensor("indices", indices, 1)
+        priorities = self._check_priorities(priorities)
+        if indices.shape != priorities.shape:
+            raise ValueError(
+                f"indices and priorities must have the same shape, got {tuple(indices.shape)} "
+                f"and {tuple(priorities.shape)}"
+            )
+        if indices.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"indices must be integer, got dtype {indices.dtype}")
+        indices = indices.to(self.device, torch.long)
+        if indices.numel() == 0:
+            return
+        if self.config.check_inputs:
+            ok = (
+                torch.isfinite(priorities).all()
+                & (priorities >= 0).all()
+                & (indices >= 0).all()
+                & (indices < self._size).all()
+            )
+            if not bool(ok):
+                from hetplug._checks import check_finite_nonnegative
+
+                check_finite_nonnegative("priorities", priorities)
+                raise ValueError(
+                    f"indices must lie in [0, {self._size}) (the stored items), got range "
+                    f"[{int(indices.min())}, {int(indices.max())}]"
+                )
+        # Keep the last occurrence of each index (sort is stable).
+        order_idx, perm = torch.sort(indices, stable=True)
+        last = torch.ones_like(order_idx, dtype=torch.bool)
+        last[:-1] = order_idx[1:] != order_idx[:-1]
+        self._write(order_idx[last], priorities[perm[last]])
+
+    def clear(self) -> None:
+        """Forget every item (keeps capacity, config and the beta schedule)."""
+        for level in self._sums:
+            level.zero_()
+        for level in self._mins:
+            level.fill_(torch.inf)
+        self._priorities.zero_()
+        self._size = 0
+        self._cursor = 0
+
+    def _check_priorities(self, priorities: torch.Tensor) -> torch.Tensor:
+        check_tensor("priorities", priorities, 1)
+        return priorities.to(self.device, self._dtype)
+
+    def _write(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
+        """Set unique ``indices`` and refresh their ancestors, level by level."""
+        self._priorities[indices] = priorities
+        self._max_priority = torch.maximum(self._max_priority, priorities.max())
+        mass = priorities.pow(self.config.alpha)
+        self._sums[0][indices] = mass
+        self._mins[0][indices] = torch.where(mass > 0, mass, torch.inf)
+        k = self.config.fanout
+        node = indices
+        for lvl in range(len(self._sums) - 1):
+            node = node // k  # duplicates write the same value
+            self._sums[lvl + 1][node] = self._sums[lvl].view(-1, k)[node].sum(-1)
+            self._mins[lvl + 1][node] = self._mins[lvl].view(-1, k)[node].amin(-1)
+
+    # ------------------------------------------------------------------ reads
+    def sample(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        replacement: bool = True,
+    ) -> SampleResult:
+        """Draw ``batch_size`` slots with ``p_i`` proportional to ``P_i^alpha``.
+
+        Returns indices, IS weights ``(N p_i)^-beta`` (normalised as configured) and
+        the probabilities. Each call advances the beta schedule by one step.
+
+        Raises:
+            ValueError: empty sampler, ``batch_size < 1``, more items than stored without
+                replacement, or (with ``check_inputs``) all priorities zero.
+        """
+        check_int("batch_size", batch_size, 1)
+        if self._size == 0:
+            raise ValueError("cannot sample from an empty sampler (add items first)")
+        if not replacement and batch_size > self._size:
+            raise ValueError(
+                f"batch_size={batch_size} exceeds the {self._size} stored items (sampling without replacement)"
+            )
+        total = self._sums[-1].sum()
+        if self.config.check_inputs and not bool(total > 0):
+            raise ValueError("cannot sample: every stored priority is zero")
+        if self.config.max_probability is not None or not replacement:
+            probs = self.probabilities()
+            indices = torch.multinomial(
+                probs.float() if probs.device.type == "mps" else probs,
+                batch_size,
+                replacement=replacement,
+                generator=generator,
+            )
+            p = probs[indices]
+            p_min = probs[probs > 0].min() if self.config.weight_normalization == "max" else None
+        else:
+            indices = self._descend(batch_size, total, generator)
+            p = self._sums[0][indices] / total
+            p_min = self._mins[-1].amin() / total
+        beta = self.beta
+        self._sample_calls += 1
+        n = float(self._size)
+        weights = (n * p).pow(-beta)
+        if self.config.weight_normalization == "max":
+            weights = weights / (n * p_min).pow(-beta)
+        elif self.config.weight_normalization == "batch":
+            weights = weights / weights.max()
+        return SampleResult(indices=indices, weights=weights, probabilities=p)
+
+    def _descend(
+        self, batch_size: int, total: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        k = self.config.fanout
+        u = torch.rand(batch_size, generator=generator, device=self.device, dtype=self._dtype) * total
+        node = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        for lvl in range(len(self._sums) - 1, -1, -1):
+            children = self._sums[lvl].view(-1, k)[node]  # [B, k]
+            cum = children.cumsum(-1)
+            choice = torch.searchsorted(cum, u.unsqueeze(-1), right=True).squeeze(-1)
+            # Rounding can push u past the subtree mass: fall back to the last non-empty child.
+            last_nonempty = (k - 1) - (children > 0).flip(-1).to(torch.uint8).argmax(-1)
+            choice = torch.minimum(choice, last_nonempty)
+            u = u - (cum - children).gather(-1, choice.unsqueeze(-1)).squeeze(-1)
+            node = node * k + choice
+        return node
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "capacity": self.capacity,
+            "config": dict(self.config.__dict__),
+            "priorities": self._priorities.clone(),
+            "max_priority": self._max_priority.clone(),
+            "size": self._size,
+            "cursor": self._cursor,
+            "sample_calls": self._sample_calls,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(
+                f"state capacity={state['capacity']} does not match this sampler's capacity={self.capacity}"
+            )
+        config = config_from_dict(SamplerConfig, state["config"], "sampler")
+        priorities = state["priorities"].to(self.device, self._dtype)
+        self.config = config
+        self.clear()
+        self._size = int(state["size"])
+        if self._size:
+            self._write(torch.arange(self._size, device=self.device), priorities[: self._size])
+        self._max_priority = state["max_priority"].to(self.device, self._dtype).clone()
+        self._cursor = int(state["cursor"])
+        self._sample_calls = int(state["sample_calls"])
+
+
+def _clip_probabilities(mass: torch.Tensor, cap: float) -> torch.Tensor:
+    """Probabilities proportional to ``mass`` with each capped at ``cap`` (water-filling).
+
+    The clipped items take exactly ``cap``; the rest share ``1 - k cap`` in proportion to
+    their mass. If ``cap`` is below 1/(number of positive items) the cap cannot be met
+    and the result is uniform over the positive items.
+    """
+    positive = mass > 0
+    n_pos = positive.sum()
+    s, order = torch.sort(mass, descending=True)
+    # rest[k] = sum of s[k:], the mass left when the k largest are clipped.
+    rest = s.flip(0).cumsum(0).flip(0)
+    k = torch.arange(mass.shape[0], device=mass.device, dtype=mass.dtype)
+    share = 1.0 - k * cap
+    # With the k largest clipped, item k gets s[k] * share / rest[k]; feasible when <= cap.
+    feasible = (share > 0) & (s * share <= cap * rest)
+    first = feasible.to(torch.uint8).argmax()
+    uniform = positive.to(mass.dtype) / n_pos.clamp_min(1)
+    clipped_count = first.to(mass.dtype)
+    scale = (1.0 - clipped_count * cap) / rest[first].clamp_min(torch.finfo(mass.dtype).tiny)
+    probs_sorted = torch.where(k < clipped_count, torch.full_like(s, cap), s * scale)
+    probs = torch.empty_like(mass).scatter_(0, order, probs_sorted)
+    return torch.where(feasible.any() & (n_pos * cap >= 1), probs, uniform)
