@@ -29,7 +29,8 @@ hookimpl = pluggy.HookimplMarker("hetplug")
 def hetplug_configure(spec: HostSpec) -> None:
     """Once, before training: the host's sizes and device.
 
-    Historic: a plugin registered later is called with the same spec on registration.
+    Historic: call it as ``pm.hook.hetplug_configure.call_historic(kwargs={"spec": spec})``;
+    a plugin registered later is then called with the same spec on registration.
     Plugins allocate their state (samplers, caches) here.
     """
 

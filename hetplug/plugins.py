@@ -3,7 +3,8 @@
 Example:
     >>> import hetplug
     >>> pm = hetplug.get_plugin_manager(["per"], {"per": {"alpha": 0.7}})
-    >>> pm.hook.hetplug_configure(spec=hetplug.HostSpec(n_agents=3, max_steps=1, capacity=100))
+    >>> spec = hetplug.HostSpec(n_agents=3, max_steps=1, capacity=100)
+    >>> pm.hook.hetplug_configure.call_historic(kwargs={"spec": spec})
 """
 
 from __future__ import annotations

@@ -13,7 +13,14 @@ from typing import Any
 
 import torch
 
-from hetplug._checks import check_choice, check_int, check_range, check_tensor, config_from_dict
+from hetplug._checks import (
+    check_choice,
+    check_finite_nonnegative,
+    check_int,
+    check_range,
+    check_tensor,
+    config_from_dict,
+)
 from hetplug.types import SampleResult
 
 
@@ -148,8 +155,6 @@ class PrioritizedSampler:
         if n > self.capacity:
             raise ValueError(f"cannot add {n} items to a sampler of capacity {self.capacity} in one call")
         if self.config.check_inputs:
-            from hetplug._checks import check_finite_nonnegative
-
             check_finite_nonnegative("priorities", priorities)
         indices = (self._cursor + torch.arange(n, device=self.device)) % self.capacity
         self._write(indices, priorities)
@@ -179,18 +184,24 @@ class PrioritizedSampler:
                 & (indices < self._size).all()
             )
             if not bool(ok):
-                from hetplug._checks import check_finite_nonnegative
-
                 check_finite_nonnegative("priorities", priorities)
-                raise ValueError(
-                    f"indices must lie in [0, {self._size}) (the stored items), got range "
-                    f"[{int(indices.min())}, {int(indices.max())}]"
-                )
+                self.check_indices(indices)
         # Keep the last occurrence of each index (sort is stable).
         order_idx, perm = torch.sort(indices, stable=True)
         last = torch.ones_like(order_idx, dtype=torch.bool)
         last[:-1] = order_idx[1:] != order_idx[:-1]
         self._write(order_idx[last], priorities[perm[last]])
+
+    def check_indices(self, indices: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``indices`` is a 1-D integer tensor of stored slots."""
+        check_tensor("indices", indices, 1)
+        if indices.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"indices must be integer, got dtype {indices.dtype}")
+        if indices.numel() and not bool(((indices >= 0) & (indices < self._size)).all()):
+            raise ValueError(
+                f"indices must lie in [0, {self._size}) (the stored items), got range "
+                f"[{int(indices.min())}, {int(indices.max())}]"
+            )
 
     def clear(self) -> None:
         """Forget every item (keeps capacity, config and the beta schedule)."""
