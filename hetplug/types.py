@@ -199,6 +199,8 @@ class CollectedResult:
 class SampleResult:
     """Indices drawn from a prioritised storage and their importance weights.
 
+    Unpacks as ``indices, weights = result``; ``result.probabilities`` is also there.
+
     Attributes:
         indices: ``[B]`` int64 storage slots.
         weights: ``[B]`` importance-sampling weights to multiply the per-sample loss by.
@@ -208,3 +210,7 @@ class SampleResult:
     indices: torch.Tensor
     weights: torch.Tensor
     probabilities: torch.Tensor
+
+    def __iter__(self):
+        """Unpacks as ``indices, weights = sampler.sample(n)``."""
+        return iter((self.indices, self.weights))

@@ -233,3 +233,9 @@ def test_config_validation_names_field(field, value):
 def test_unknown_sampler_option_is_named():
     with pytest.raises(ValueError, match="unknown option sampler.alhpa"):
         PrioritizedSampler(8, alhpa=0.5)
+
+
+def test_sample_unpacks_as_indices_and_weights():
+    s, _ = filled(n=10)
+    indices, weights = s.sample(4, torch.Generator().manual_seed(0))
+    assert indices.shape == weights.shape == (4,)

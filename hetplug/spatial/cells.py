@@ -99,12 +99,13 @@ class GridCells(CellPartition):
         self.num_cells = int(torch.tensor(shape).prod())
         self.low = torch.tensor(low, dtype=torch.float64, device=device)
         self.high = torch.tensor(high, dtype=torch.float64, device=device)
-        self._sizes = torch.tensor(shape, dtype=torch.long, device=device)
+        self._sizes = torch.tensor(shape, dtype=torch.long)
         strides = [1] * len(shape)
         for d in range(len(shape) - 2, -1, -1):
             strides[d] = strides[d + 1] * shape[d + 1]
-        self._strides = torch.tensor(strides, dtype=torch.long, device=device)
+        self._strides = torch.tensor(strides, dtype=torch.long)
         self.weights = self._grid_weights(device)
+        self._cache: dict[tuple[str, torch.dtype], tuple[torch.Tensor, ...]] = {}
 
     def _grid_weights(self, device: torch.device | str) -> SpatialWeights:
         coords = torch.stack(
@@ -119,7 +120,7 @@ class GridCells(CellPartition):
             nb = coords + torch.tensor(offset)
             ok = ((nb >= 0) & (nb < torch.tensor(self.shape))).all(-1)
             rows.append(ids[ok])
-            cols.append((nb[ok] * self._strides.cpu()).sum(-1))
+            cols.append((nb[ok] * self._strides).sum(-1))
         rows_t, cols_t = torch.cat(rows), torch.cat(cols)
         order = torch.argsort(rows_t * self.num_cells + cols_t)
         rows_t, cols_t = rows_t[order], cols_t[order]
@@ -136,12 +137,21 @@ class GridCells(CellPartition):
         # Floating-point binning and one matmul with the strides: ~4x fewer passes over
         # [..., N, D] than integer ops (cell ids stay exact below 2**24 cells in float32).
         dtype = positions.dtype if positions.dtype in (torch.float32, torch.float64) else torch.float32
-        dev = positions.device
-        low = self.low.to(dev, dtype)
-        scale = (self._sizes.to(dev, torch.float64) / (self.high.to(dev) - self.low.to(dev))).to(dtype)
+        low, scale, top, strides = self._constants(positions.device, dtype)
         idx = ((positions.to(dtype) - low) * scale).floor_()
-        idx = torch.minimum(idx.clamp_(min=0), (self._sizes - 1).to(dev, dtype))
-        return (idx @ self._strides.to(dev, dtype)).long()
+        idx = torch.minimum(idx.clamp_(min=0), top)
+        return (idx @ strides).long()
+
+    def _constants(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """Binning constants on ``device``, cached so per-step calls copy nothing."""
+        key = (str(device), dtype)
+        if key not in self._cache:
+            scale = self._sizes.to(torch.float64) / (self.high - self.low).cpu()
+            self._cache[key] = tuple(
+                t.to(device=device, dtype=dtype)
+                for t in (self.low.cpu(), scale, self._sizes - 1, self._strides.cpu())
+            )
+        return self._cache[key]
 
 
 class GraphCells(CellPartition):

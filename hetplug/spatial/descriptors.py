@@ -64,9 +64,7 @@ def morans_i(
         raise ValueError(f"values must have {m} cells in the last dim, got shape {tuple(values.shape)}")
     if not values.is_floating_point():
         values = values.to(torch.float32)
-    w, s0 = weights.transformed(transformation, values.dtype, values.device)
-    rows = weights.rows.to(values.device)
-    cols = weights.cols.to(values.device)
+    rows, cols, w, s0 = weights.transformed(transformation, values.dtype, values.device)
     z = values - values.mean(-1, keepdim=True)
     wz = torch.zeros_like(z).index_add_(-1, rows, z.index_select(-1, cols) * w)
     numerator = (z * wz).sum(-1)

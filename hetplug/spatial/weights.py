@@ -28,7 +28,7 @@ class SpatialWeights:
     cols: torch.Tensor
     values: torch.Tensor
     num_cells: int
-    _cache: dict[Any, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+    _cache: dict[Any, tuple[torch.Tensor, ...]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not (self.rows.shape == self.cols.shape == self.values.shape) or self.rows.dim() != 1:
@@ -81,11 +81,11 @@ class SpatialWeights:
 
     def transformed(
         self, transformation: str, dtype: torch.dtype, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Values after esda's transformation, and their sum S0 (cached per dtype/device).
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(rows, cols, values, S0)`` after esda's transformation, cached per dtype/device.
 
         ``"r"``: rows standardised to sum 1 (island rows stay empty); ``"b"``: every
-        neighbour weighs 1; ``"o"``: the original values.
+        neighbour weighs 1; ``"o"``: the original values. ``S0`` is the sum of the values.
         """
         check_choice("transformation", transformation, TRANSFORMATIONS)
         key = (transformation, dtype, str(device))
@@ -98,5 +98,5 @@ class SpatialWeights:
                 row_sum = torch.zeros(self.num_cells, dtype=values.dtype, device=device)
                 row_sum.index_add_(0, rows, values)
                 values = values / row_sum[rows]
-            self._cache[key] = (values.to(dtype), values.sum().to(dtype))
+            self._cache[key] = (rows, self.cols.to(device), values.to(dtype), values.sum().to(dtype))
         return self._cache[key]
