@@ -8,51 +8,33 @@ its valid steps (and agents) plus ``eps``, and ``p_i`` is proportional to ``P_i^
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from hetplug._checks import check_choice, check_range
+from hetplug._checks import check_range
 from hetplug.hookspecs import hookimpl
 from hetplug.replay.sampler import PrioritizedSampler, SamplerConfig
 from hetplug.types import HostSpec, SampleResult, TrajectoryBatch
 
 
 @dataclass
-class PERConfig:
-    """Prioritised experience replay (defaults from Schaul et al., 2016, proportional variant)."""
+class PERConfig(SamplerConfig):
+    """Prioritised experience replay: the sampler's settings (alpha 0.6, beta 0.4 -> 1, as
+    Schaul et al., 2016, proportional variant) plus ``eps``."""
 
-    alpha: float = 0.6
-    """Priority exponent: p_i proportional to P_i^alpha."""
-    beta: float = 0.4
-    """Initial IS exponent beta0."""
-    beta_final: float = 1.0
-    """IS exponent at the end of annealing."""
-    beta_steps: int = 0
-    """Sample calls over which beta is annealed (0: constant)."""
     eps: float = 1e-6
     """Added to |TD| so that no item is starved."""
-    max_probability: float | None = None
-    """Clip p_i at this value (O(n) sampling when set)."""
-    weight_normalization: str = "max"
-    """``"max"`` (buffer), ``"batch"`` or ``"none"``."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_range("eps", self.eps, 0.0)
-        check_choice("weight_normalization", self.weight_normalization, ("max", "batch", "none"))
-        # Sampler fields are validated by SamplerConfig with the same names.
-        self.sampler_config()
 
     def sampler_config(self) -> SamplerConfig:
-        return SamplerConfig(
-            alpha=self.alpha,
-            beta=self.beta,
-            beta_final=self.beta_final,
-            beta_steps=self.beta_steps,
-            max_probability=self.max_probability,
-            weight_normalization=self.weight_normalization,
-        )
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(SamplerConfig)}
+        return SamplerConfig(**fields)
 
 
 def reduce_td_per_item(td_error: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
