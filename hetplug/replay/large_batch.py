@@ -1,0 +1,59 @@
+"""Down-sampling a large batch by priority (LBS section 3; LaBER, Lahire et al. 2022).
+
+From K candidate items with priorities P_k (e.g. |TD|, or min(|TD|, 1) for Huber), draw B
+items with replacement with p_k = P_k / sum_j P_j and weight them so that the weighted
+mini-batch gradient is an unbiased estimate of the large-batch mean gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hetplug._checks import check_choice, check_int, check_tensor
+
+WEIGHTINGS = ("mean", "lazy", "max")
+
+
+def large_batch_select(
+    priorities: torch.Tensor,
+    batch_size: int,
+    weighting: str = "mean",
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``batch_size`` of the K items with probability proportional to ``priorities``.
+
+    Args:
+        priorities: ``[K]``, or ``[M, K]`` for M agents selecting at once (one draw per
+            row). Non-negative, finite, with at least one positive entry per row.
+        batch_size: B, the mini-batch size.
+        weighting: LaBER's normalisations of the importance weights, with P the priorities:
+            ``"mean"``: ``w = mean(P) / P_i = 1 / (K p_i)`` (LBS's w_k, unbiased);
+            ``"lazy"``: ``w = 1 / P_i``; ``"max"``: lazy weights divided by their maximum
+            over the mini-batch.
+        generator: for reproducible draws.
+
+    Returns:
+        ``(indices, weights)``, each ``[B]`` (or ``[M, B]``).
+    """
+    check_tensor("priorities", priorities, (1, 2))
+    check_int("batch_size", batch_size, 1)
+    check_choice("weighting", weighting, WEIGHTINGS)
+    if priorities.shape[-1] == 0:
+        raise ValueError("priorities is empty: the large batch has no items")
+    p = priorities.detach().to(torch.float64)
+    ok = torch.isfinite(p).all() & (p >= 0).all() & (p.sum(-1) > 0).all()
+    if not bool(ok):
+        if not bool(torch.isfinite(p).all()):
+            raise ValueError("priorities contain NaN or inf")
+        if not bool((p >= 0).all()):
+            raise ValueError(f"priorities must be >= 0, got a minimum of {p.min().item()}")
+        raise ValueError("priorities are all zero in at least one row: nothing can be drawn")
+    indices = torch.multinomial(p, batch_size, replacement=True, generator=generator)
+    chosen = p.gather(-1, indices)
+    if weighting == "mean":
+        weights = p.mean(-1, keepdim=True) / chosen
+    else:
+        weights = 1.0 / chosen
+        if weighting == "max":
+            weights = weights / weights.amax(-1, keepdim=True)
+    return indices, weights.to(priorities.dtype if priorities.is_floating_point() else torch.float32)
