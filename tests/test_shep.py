@@ -337,3 +337,19 @@ def test_trajectory_batch_validation_names_fields():
         )
     with pytest.raises(ValueError, match="capacity must be an integer >= 1"):
         hetplug.HostSpec(n_agents=2, max_steps=3, capacity=0)
+
+
+def test_descriptors_computed_once_per_batch_and_refreshed_after_in_place_edits(monkeypatch):
+    pm, plugin = manager(intrinsic_reward=True)
+    calls = []
+    original = plugin._compute_descriptors
+    monkeypatch.setattr(plugin, "_compute_descriptors", lambda b: calls.append(1) or original(b))
+    b = batch()
+    pm.hook.hetplug_trajectories_collected(batch=b)
+    idx = pm.hook.hetplug_replay_add(batch=b.replace(reward=b.reward + 1))  # same positions
+    assert len(calls) == 1
+    first = plugin.sampler.priorities[idx].clone()
+    b.positions.mul_(0.5)  # in-place edit: the cache must not be reused
+    idx2 = pm.hook.hetplug_replay_add(batch=b)
+    assert len(calls) == 2
+    assert not torch.allclose(plugin.sampler.priorities[idx2], first)

@@ -38,6 +38,7 @@ class SHEPPlugin:
         self.spec: HostSpec | None = None
         self.sampler: PrioritizedSampler | None = None
         self.env_steps = 0  # valid steps collected, drives the intrinsic-reward schedule
+        self._last_descriptors: tuple | None = None
 
     # ------------------------------------------------------------------ hooks
     @hookimpl
@@ -159,7 +160,29 @@ class SHEPPlugin:
         return d0 + (d1 - d0) * frac, m0 + (m1 - m0) * frac
 
     def _descriptors(self, batch: TrajectoryBatch) -> tuple[scoring.Descriptors, torch.Tensor]:
-        """Own-group descriptors [B, T] and the advantage delta(t) of eq. (4)."""
+        """Own-group descriptors [B, T] and the advantage delta(t) of eq. (4).
+
+        A host usually passes the same batch to ``trajectories_collected`` and then to
+        ``replay_add``; the last result is reused when the input tensors are the same
+        objects, unmodified (identity plus torch's in-place version counter).
+        """
+        inputs = (
+            batch.positions,
+            batch.alive,
+            batch.actions,
+            batch.opponent_positions,
+            batch.opponent_alive,
+            batch.opponent_actions,
+        )
+        key = tuple((id(t), t._version) if t is not None else None for t in inputs)
+        if self._last_descriptors is not None and self._last_descriptors[0] == key:
+            return self._last_descriptors[1]
+        result = self._compute_descriptors(batch)
+        # Keep the inputs alive so their ids cannot be reused by other tensors.
+        self._last_descriptors = (key, result, inputs)
+        return result
+
+    def _compute_descriptors(self, batch: TrajectoryBatch) -> tuple[scoring.Descriptors, torch.Tensor]:
         c = self.config
         if batch.positions is None:
             raise ValueError("SHEP needs TrajectoryBatch.positions [B, T, N, D]; the host gave none")
