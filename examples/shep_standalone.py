@@ -160,7 +160,7 @@ def train(method: str, args) -> dict:
         size = min(args.capacity, size + args.envs)
 
         for _ in range(args.updates):
-            sample = pm.hook.hetplug_replay_sample(batch_size=args.batch, generator=gen)
+            sample = pm.hook.hetplug_replay_sample(batch_size=args.batch, generator=gen, td_fn=None)
             if sample is None:
                 idx = torch.randint(0, size, (args.batch,), generator=gen).to(device)
                 weights = torch.ones(args.batch, device=device)

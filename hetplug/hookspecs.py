@@ -13,6 +13,7 @@ A hookimpl may accept fewer arguments than its spec, so hooks grow by adding arg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pluggy
@@ -55,10 +56,20 @@ def hetplug_replay_add(batch: TrajectoryBatch) -> torch.Tensor | None:
 
 
 @hookspec(firstresult=True)
-def hetplug_replay_sample(batch_size: int, generator: torch.Generator | None) -> SampleResult | None:
+def hetplug_replay_sample(
+    batch_size: int, generator: torch.Generator | None, td_fn: Callable[..., Any] | None
+) -> SampleResult | None:
     """Draw ``batch_size`` slots; returns indices, IS weights and probabilities, or None.
 
     The host multiplies each sample's loss by ``weights`` before averaging.
+
+    Args:
+        batch_size: B.
+        generator: for reproducible draws, or None.
+        td_fn: None, unless the host supports experience sharing (``lbs``): then
+            ``td_fn(sources [K], slots [K]) -> [N, K]`` returns every learner's TD error on
+            agent ``sources[j]``'s transition at slot ``slots[j]``, and the result's fields
+            are ``[N, B]`` with ``SampleResult.sources`` set.
     """
 
 

@@ -25,6 +25,7 @@ ENTRY_POINT_GROUP = "hetplug"
 BUILTIN_PLUGINS: dict[str, str] = {
     "per": "hetplug.replay.per:PERPlugin",
     "shep": "hetplug.shep.plugin:SHEPPlugin",
+    "lbs": "hetplug.lbs.plugin:LBSPlugin",
 }
 
 # Hooks where exactly one plugin may answer; two plugins providing one would silently

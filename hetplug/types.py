@@ -205,11 +205,15 @@ class SampleResult:
         indices: ``[B]`` int64 storage slots.
         weights: ``[B]`` importance-sampling weights to multiply the per-sample loss by.
         probabilities: ``[B]`` the probabilities the items were drawn with.
+        sources: None, except for experience-sharing plugins (``lbs``): then every field
+            is ``[N, B]``, row ``i`` is learner ``i``'s mini-batch, and item ``(i, b)`` is
+            agent ``sources[i, b]``'s transition at slot ``indices[i, b]``.
     """
 
     indices: torch.Tensor
     weights: torch.Tensor
     probabilities: torch.Tensor
+    sources: torch.Tensor | None = None
 
     def __iter__(self):
         """Unpacks as ``indices, weights = sampler.sample(n)``."""

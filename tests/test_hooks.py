@@ -88,7 +88,7 @@ def test_hook_hetplug_replay_add():
 def test_hook_hetplug_replay_sample():
     pm = configured(["shep"])
     assert pm.hook.hetplug_replay_add(batch=make_batch(b=6, td=True)).shape == (6,)
-    out = pm.hook.hetplug_replay_sample(batch_size=32, generator=torch.Generator().manual_seed(0))
+    out = pm.hook.hetplug_replay_sample(batch_size=32, generator=torch.Generator().manual_seed(0), td_fn=None)
     assert isinstance(out, hetplug.SampleResult)
     assert out.indices.shape == out.weights.shape == (32,)
     assert int(out.indices.max()) < 6 and float(out.weights.max()) <= 1.0 + 1e-12
@@ -164,7 +164,7 @@ def test_managers_are_independent():
     a = hetplug.get_plugin_manager(["per"])
     b = hetplug.get_plugin_manager([])
     assert a.get_plugin("per") is not None and b.get_plugin("per") is None
-    assert b.hook.hetplug_replay_sample(batch_size=4, generator=None) is None
+    assert b.hook.hetplug_replay_sample(batch_size=4, generator=None, td_fn=None) is None
 
 
 def test_plugin_state_round_trip():
@@ -173,8 +173,10 @@ def test_plugin_state_round_trip():
     state = hetplug.plugin_state(pm)
     other = configured(["shep"])
     hetplug.load_plugin_state(other, state)
-    a = pm.hook.hetplug_replay_sample(batch_size=16, generator=torch.Generator().manual_seed(1))
-    b = other.hook.hetplug_replay_sample(batch_size=16, generator=torch.Generator().manual_seed(1))
+    a = pm.hook.hetplug_replay_sample(batch_size=16, generator=torch.Generator().manual_seed(1), td_fn=None)
+    b = other.hook.hetplug_replay_sample(
+        batch_size=16, generator=torch.Generator().manual_seed(1), td_fn=None
+    )
     assert torch.equal(a.indices, b.indices) and torch.allclose(a.weights, b.weights)
     with pytest.raises(ValueError, match="not registered: shep"):
         hetplug.load_plugin_state(configured(["per"]), state)

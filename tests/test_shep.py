@@ -156,7 +156,9 @@ def test_prioritised_sampling_prefers_high_td_trajectories():
     pm.hook.hetplug_update_priorities(
         indices=idx, td_error=torch.tensor([[1.0] * 7, [8.0] * 7, [1.0] * 7, [1.0] * 7]), mask=None
     )
-    out = pm.hook.hetplug_replay_sample(batch_size=4000, generator=torch.Generator().manual_seed(0))
+    out = pm.hook.hetplug_replay_sample(
+        batch_size=4000, generator=torch.Generator().manual_seed(0), td_fn=None
+    )
     share = (out.indices == 1).float().mean().item()
     p1 = 8**0.6 / (8**0.6 + 3)
     assert share == pytest.approx(p1, abs=0.03)

@@ -19,6 +19,7 @@ def large_batch_select(
     batch_size: int,
     weighting: str = "mean",
     generator: torch.Generator | None = None,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw ``batch_size`` of the K items with probability proportional to ``priorities``.
 
@@ -31,6 +32,9 @@ def large_batch_select(
             ``"lazy"``: ``w = 1 / P_i``; ``"max"``: lazy weights divided by their maximum
             over the mini-batch.
         generator: for reproducible draws.
+        mask: optional bool tensor shaped like ``priorities``; False items are excluded
+            (LBS's communication budget). Then K in ``mean`` is the number of allowed
+            items in the row, so the estimate is unbiased for the allowed items' mean.
 
     Returns:
         ``(indices, weights)``, each ``[B]`` (or ``[M, B]``).
@@ -41,17 +45,26 @@ def large_batch_select(
     if priorities.shape[-1] == 0:
         raise ValueError("priorities is empty: the large batch has no items")
     p = priorities.detach().to(torch.float64)
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != p.shape:
+            raise ValueError(
+                f"mask must be a bool tensor of shape {tuple(p.shape)}, got "
+                f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}"
+            )
+        mask = mask.to(p.device)
+        p = torch.where(mask, p, torch.zeros((), dtype=p.dtype, device=p.device))
     ok = torch.isfinite(p).all() & (p >= 0).all() & (p.sum(-1) > 0).all()
     if not bool(ok):
         if not bool(torch.isfinite(p).all()):
             raise ValueError("priorities contain NaN or inf")
         if not bool((p >= 0).all()):
             raise ValueError(f"priorities must be >= 0, got a minimum of {p.min().item()}")
-        raise ValueError("priorities are all zero in at least one row: nothing can be drawn")
+        raise ValueError("priorities are all zero (or masked) in at least one row: nothing can be drawn")
     indices = torch.multinomial(p, batch_size, replacement=True, generator=generator)
     chosen = p.gather(-1, indices)
     if weighting == "mean":
-        weights = p.mean(-1, keepdim=True) / chosen
+        allowed = p.shape[-1] if mask is None else mask.sum(-1, keepdim=True).to(p.dtype)
+        weights = p.sum(-1, keepdim=True) / allowed / chosen
     else:
         weights = 1.0 / chosen
         if weighting == "max":
