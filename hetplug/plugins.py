@@ -26,6 +26,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "per": "hetplug.replay.per:PERPlugin",
     "shep": "hetplug.shep.plugin:SHEPPlugin",
     "lbs": "hetplug.lbs.plugin:LBSPlugin",
+    "shppo": "hetplug.shppo.plugin:SHPPOPlugin",
 }
 
 # Hooks where exactly one plugin may answer; two plugins providing one would silently

@@ -43,3 +43,41 @@ def test_coverage_env_reward_and_termination():
     assert done.tolist() == [True, False]
     assert reward.tolist() == [2.0, 0.0]
     assert env.observe().shape == (2, 2, env.obs_dim)
+
+
+def test_lbs_pursuit_runs_every_method_on_real_pursuit(tmp_path):
+    module = load("lbs_pursuit")
+    summary = module.main(
+        [
+            "--frames",
+            "240",
+            "--learning-starts",
+            "60",
+            "--max-cycles",
+            "60",
+            "--capacity",
+            "200",
+            "--target-every",
+            "50",
+            "--out",
+            str(tmp_path),
+        ]  # fmt: skip
+    )
+    results = summary["results"]
+    assert list(results) == ["independent", "shared", "lbs"]
+    assert all(len(r["episode_returns"]) == 4 for r in results.values())  # 240 frames / 60 cycles
+    assert results["independent"]["shared_fraction"] == 0.0
+    assert results["lbs"]["shared_fraction"] > 0.0  # learners did take other agents' transitions
+    assert (tmp_path / "returns.png").stat().st_size > 0
+
+
+def test_shppo_latents_trains_and_transfers_to_other_team_sizes(tmp_path):
+    module = load("shppo_latents")
+    results = module.main(
+        ["--iterations", "3", "--envs", "8", "--eval-agents", "2", "6", "--out", str(tmp_path)]
+    )
+    assert set(results["eval_return_by_team_size"]) == {2, 4, 6}
+    assert len(results["history"]) == 3
+    latents = results["episode_latent_means"]
+    assert len(latents) == 15 and len(latents[0]) == 4 and len(latents[0][0]) == 3  # [T, N, L]
+    assert (tmp_path / "latents.png").stat().st_size > 0

@@ -1,0 +1,249 @@
+"""SHPPO: HeteLayer algebra, gradient routing, team-size changes, losses against oracles, plugin."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.spatial.distance
+import scipy.stats
+import torch
+
+import hetplug
+from hetplug.shppo import (
+    HeteLayer,
+    InferenceNet,
+    LatentNet,
+    SHPPOActor,
+    distance_loss,
+    entropy_loss,
+    inference_loss,
+    latent_loss,
+)
+
+
+def rand(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# --------------------------------------------------------------------------------- HeteLayer
+@pytest.mark.parametrize("lead", [(), (7,), (2, 5)])
+def test_hete_layer_equals_per_agent_linear(lead, device):
+    torch.manual_seed(0)
+    layer = HeteLayer(6, 4, latent_dim=3).to(device)
+    n = 5
+    x = rand(*lead, n, 6, seed=1).to(device)
+    latent = rand(*lead, n, 3, seed=2).to(device)
+    y = layer(x, latent)
+    assert y.shape == (*lead, n, 4)
+    flat_x, flat_l, flat_y = x.reshape(-1, 6), latent.reshape(-1, 3), y.reshape(-1, 4)
+    for r in range(flat_x.shape[0]):  # one agent-row at a time, as eq. (5) reads
+        w, b = layer.generate(flat_l[r])
+        assert torch.allclose(flat_y[r], flat_x[r] @ w + b, atol=1e-5)
+
+
+def test_shared_latent_path_matches_per_row_path():
+    torch.manual_seed(0)
+    layer = HeteLayer(8, 8)
+    x = rand(32, 4, 8, seed=3)
+    per_agent = rand(4, 3, seed=4)
+    broadcast = layer(x, per_agent)  # one latent per agent, weights generated once
+    per_row = layer(x, per_agent.expand(32, 4, 3).contiguous())
+    assert torch.allclose(broadcast, per_row, atol=1e-5)
+
+
+def test_outputs_differ_with_latents_and_coincide_when_equal():
+    torch.manual_seed(0)
+    layer = HeteLayer(5, 3)
+    x = rand(1, 5, seed=5).expand(4, 5)  # every agent sees the same input
+    latent = rand(4, 3, seed=6)
+    latent[2] = latent[0]
+    y = layer(x, latent)
+    assert torch.allclose(y[0], y[2])
+    assert not torch.allclose(y[0], y[1], atol=1e-4) and not torch.allclose(y[1], y[3], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "x_shape, l_shape, match",
+    [
+        ((4, 5), (4, 4), "latent has 4 features in its last dim, expected 3"),
+        ((4, 6), (4, 3), "x has 6 features in its last dim, expected 5"),
+        ((5,), (3,), r"x must have at least 2 dims"),
+        ((2, 4, 5), (3, 4, 3), "do not broadcast"),
+        ((4, 5), (2, 4, 3), "would enlarge"),
+    ],
+)
+def test_hete_layer_bad_input(x_shape, l_shape, match):
+    layer = HeteLayer(5, 2)
+    with pytest.raises(ValueError, match=match):
+        layer(torch.zeros(x_shape), torch.zeros(l_shape))
+
+
+# --------------------------------------------------------------------------------- gradients
+def test_gradients_reach_decoders_and_encoder_through_rsample():
+    torch.manual_seed(0)
+    latent_net = LatentNet(6, latent_dim=3)
+    layer = HeteLayer(6, 2)
+    obs = rand(16, 4, 6, seed=7)
+    mu, sigma = latent_net(obs)
+    y = layer(obs, LatentNet.sample(mu, sigma))
+    y.pow(2).sum().backward()
+    for name, module in [("decoder", layer.decoder), ("w_decoder", layer.w_decoder),
+                         ("b_decoder", layer.b_decoder), ("encoder", latent_net.encoder)]:  # fmt: skip
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads), name
+
+
+def test_value_loss_leaves_inference_net_and_actor_loss_leaves_latent_net():
+    torch.manual_seed(0)
+    n, obs_dim = 4, 6
+    latent_net = LatentNet(obs_dim)
+    inference = InferenceNet(obs_dim, n_agents=n, pooling="concat")
+    actor = SHPPOActor(obs_dim, 5)
+    obs = rand(8, n, obs_dim, seed=8)
+    g_obs = obs.mean(-2)
+    mu, sigma = latent_net(obs)
+    latent = LatentNet.sample(mu, sigma)
+    loss, terms = latent_loss(inference, g_obs, mu, sigma, latent, mask=None)
+    loss.backward()
+    assert all(p.grad is None for p in inference.parameters())  # eq. (6): frozen
+    assert all(p.grad is not None for p in latent_net.parameters())
+    assert torch.isfinite(torch.stack(list(terms.values()))).all()
+    latent_net.zero_grad(set_to_none=True)
+    logits, _ = actor(obs, latent.detach())  # eq. (13): l without gradient
+    logits.logsumexp(-1).sum().backward()
+    assert all(p.grad is None for p in latent_net.parameters())
+    assert all(p.grad is not None for p in actor.hete.parameters())
+    inference_loss(inference, g_obs, mu, sigma, torch.zeros(8)).backward()
+    assert all(p.grad is None for p in latent_net.parameters())  # mu, sigma detached in L_I
+    assert all(p.grad is not None for p in inference.parameters())
+
+
+# --------------------------------------------------------------------------------- team size
+@pytest.mark.parametrize("rnn", [False, True])
+def test_model_built_for_five_agents_runs_for_three_and_nine(rnn):
+    torch.manual_seed(0)
+    obs_dim = 6
+    latent_net = LatentNet(obs_dim, hidden_state_dim=64 if rnn else 0)
+    actor = SHPPOActor(obs_dim, 5, rnn=rnn)
+    inference = InferenceNet(obs_dim, pooling="mean")
+    for n in (5, 3, 9):
+        obs = rand(2, n, obs_dim, seed=n)
+        h = torch.zeros(2, n, 64)
+        mu, sigma = latent_net(obs, h if rnn else None)
+        out, h_next = actor(obs, LatentNet.sample(mu, sigma), h if rnn else None)
+        assert out.shape == (2, n, 5)
+        assert (h_next is not None) == rnn and (not rnn or h_next.shape == (2, n, 64))
+        assert inference(obs.mean(-2), mu, sigma).shape == (2,)
+    concat = InferenceNet(obs_dim, n_agents=5, pooling="concat")
+    with pytest.raises(ValueError, match="concatenates n_agents=5 latents, got n=3"):
+        concat(torch.zeros(obs_dim), torch.zeros(3, 3), torch.ones(3, 3))
+
+
+def test_pooled_inference_net_is_permutation_invariant():
+    torch.manual_seed(0)
+    net = InferenceNet(4, pooling="mean")
+    g, mu, sigma = rand(4, seed=1), rand(7, 3, seed=2), rand(7, 3, seed=3).abs()
+    perm = torch.randperm(7)
+    assert torch.allclose(net(g, mu, sigma), net(g, mu[perm], sigma[perm]), atol=1e-6)
+
+
+@pytest.mark.parametrize("position", ["after_trunk", "head", 0, 1])
+def test_hete_layer_positions(position):
+    torch.manual_seed(0)
+    actor = SHPPOActor(6, 4, hete_position=position)
+    out, _ = actor(rand(3, 2, 6), rand(3, 2, 3, seed=1))
+    assert out.shape == (3, 2, 4)
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in actor.trunk)
+    assert n_linear == (1 if isinstance(position, int) else 2)
+    with pytest.raises(ValueError, match="hete_position"):
+        SHPPOActor(6, 4, hete_position="middle")
+
+
+# --------------------------------------------------------------------------------- losses
+def test_distance_loss_matches_brute_force_with_scipy():
+    lat = rand(3, 5, 3, seed=11)  # 3 teams of 5
+    expected = []
+    for team in lat.double().numpy():
+        d = np.array([scipy.spatial.distance.cosine(team[i], team[j])
+                      for i, j in itertools.permutations(range(5), 2)])  # fmt: skip
+        expected.append(((d - d.min()) / (d.max() - d.min() + 1e-12)).mean())  # eq. (9)
+    assert np.isclose(float(distance_loss(lat.double())), np.mean(expected), atol=1e-9)
+
+
+def test_distance_loss_degenerate_cases_are_defined():
+    same = torch.ones(4, 3, requires_grad=True)  # all distances equal (0)
+    value = distance_loss(same)
+    value.backward()
+    assert float(value.detach()) == 0.0 and torch.isfinite(same.grad).all()
+    assert float(distance_loss(rand(2, 3))) == 0.0  # n = 2: both ordered pairs equal -> Norm = 0
+    single = rand(1, 3).requires_grad_(True)
+    assert float(distance_loss(single).detach()) == 0.0  # n = 1: no pair, defined as 0
+    with pytest.raises(ValueError, match=r"latent must be \[..., n, L\]"):
+        distance_loss(torch.zeros(3))
+
+
+def test_entropy_loss_matches_scipy():
+    sigma = rand(6, 4, 3, seed=12).abs() + 0.1
+    expected = scipy.stats.norm(0, sigma.double().numpy()).entropy().sum(-1).mean()
+    assert np.isclose(float(entropy_loss(sigma.double())), expected, atol=1e-9)
+
+
+def test_latent_net_ablation_and_sigma_floor():
+    torch.manual_seed(0)
+    net = LatentNet(4, zero_inputs=True)
+    a, b = net(rand(3, 4, seed=1)), net(rand(3, 4, seed=2))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    actor = SHPPOActor(4, 2, zero_latents=True)
+    x = rand(3, 4)
+    assert torch.equal(actor(x, rand(3, 3, seed=3))[0], actor(x, rand(3, 3, seed=4))[0])
+    assert (LatentNet(4, min_std=0.01)(rand(5, 4))[1] >= 0.01).all()
+
+
+# --------------------------------------------------------------------------------- plugin
+def shppo_batch(B=8, T=6, n=3, obs_dim=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return hetplug.TrajectoryBatch(
+        reward=torch.rand(B, T, generator=g),
+        mask=torch.ones(B, T, dtype=torch.bool),
+        obs=torch.randn(B, T, n, obs_dim, generator=g),
+        state=torch.randn(B, T, 7, generator=g),
+    )
+
+
+def test_hook_hetplug_auxiliary_losses_shppo():
+    torch.manual_seed(0)
+    pm = hetplug.get_plugin_manager(["shppo"], {"shppo": {"lambda_d": 0.2}})
+    pm.hook.hetplug_configure.call_historic(
+        kwargs={"spec": hetplug.HostSpec(n_agents=3, max_steps=6, capacity=8)}
+    )
+    plugin = pm.get_plugin("shppo")
+    batch = shppo_batch()
+    with pytest.raises(RuntimeError, match="bind"):
+        pm.hook.hetplug_auxiliary_losses(batch=batch, update=0)
+    latent_net = LatentNet(5)
+    plugin.bind(latent_net)
+    before = [p.detach().clone() for p in latent_net.parameters()]
+    first = None
+    for update in range(60):
+        (out,) = pm.hook.hetplug_auxiliary_losses(batch=batch, update=update)
+        first = first or float(out["shppo/inference_loss"])
+    assert set(out) >= {
+        "shppo/latent_loss",
+        "shppo/value",
+        "shppo/entropy",
+        "shppo/distance",
+        "shppo/inference_loss",
+    }
+    assert any(not torch.equal(a, b) for a, b in zip(before, latent_net.parameters(), strict=True))
+    assert float(out["shppo/inference_loss"]) < 0.5 * first  # V_I learns the returns
+    state = hetplug.plugin_state(pm)
+    other = hetplug.get_plugin_manager(["shppo"], {"shppo": {"lambda_d": 0.2}})
+    other.get_plugin("shppo").bind(latent_net)
+    hetplug.load_plugin_state(other, state)
+    g = batch.state
+    mu, sigma = latent_net(batch.obs)
+    assert torch.allclose(other.get_plugin("shppo").inference(g, mu, sigma), plugin.inference(g, mu, sigma))
+    with pytest.raises(ValueError, match="shppo: pooling must be one of"):
+        hetplug.get_plugin_manager(["shppo"], {"shppo": {"pooling": "max"}})
