@@ -247,3 +247,18 @@ def test_hook_hetplug_auxiliary_losses_shppo():
     assert torch.allclose(other.get_plugin("shppo").inference(g, mu, sigma), plugin.inference(g, mu, sigma))
     with pytest.raises(ValueError, match="shppo: pooling must be one of"):
         hetplug.get_plugin_manager(["shppo"], {"shppo": {"pooling": "max"}})
+
+
+@pytest.mark.parametrize("off", ["use_value", "use_entropy", "use_distance"])
+def test_loss_ablation_switches_remove_exactly_one_term(off):
+    torch.manual_seed(0)
+    latent_net, inference = LatentNet(4), InferenceNet(4, pooling="mean")
+    obs = rand(6, 3, 4, seed=1)
+    mu, sigma = latent_net(obs)
+    latent = LatentNet.sample(mu, sigma)
+    full, t_full = latent_loss(inference, obs.mean(-2), mu, sigma, latent, 0.01, 0.1)
+    part, t_part = latent_loss(inference, obs.mean(-2), mu, sigma, latent, 0.01, 0.1, **{off: False})
+    term = {"use_value": "value", "use_entropy": "entropy", "use_distance": "distance"}[off]
+    weight = {"value": -1.0, "entropy": 0.01, "distance": -0.1}[term]
+    assert float(t_part[term]) == 0.0
+    assert torch.isclose(part, full - weight * t_full[term], atol=1e-6)
