@@ -16,13 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import warnings
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import timed  # noqa: E402
 
 from hetplug.shep import describe  # noqa: E402
 from hetplug.spatial import GridCells, morans_i  # noqa: E402
@@ -30,16 +35,7 @@ from hetplug.spatial import GridCells, morans_i  # noqa: E402
 
 def timeit(fn, device, repeat):
     fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best
+    return min(timed(fn, device) for _ in range(repeat))
 
 
 def ours(b, n, side, device, repeat):

@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -196,7 +197,7 @@ def run_method(method: str, args, progress) -> dict:
     td_fn = large_batch_td(net, buffers, args.gamma)
 
     def stack(d):
-        return torch.as_tensor(__import__("numpy").stack([d[a] for a in agents]), device=device)
+        return torch.as_tensor(np.stack([d[a] for a in agents]), device=device)
 
     obs = stack(obs_d)
     episode_return, returns, frames_at, shared_fraction = 0.0, [], [], []

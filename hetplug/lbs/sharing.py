@@ -210,21 +210,25 @@ class LargeBatchSharing:
         else:
             pri = torch.ones_like(absd)
         mask = self._budget_mask(sources, M, K, generator) if budgeted else None
-        pick, weights = large_batch_select(pri, B, c.weighting, generator, mask)
+        # td was validated above; with eps > 0 (or uniform) every row has positive mass, since
+        # a learner's own items are always allowed, so only eps = 0 needs the zero-row check.
+        recheck = c.check_inputs and c.eps == 0 and c.priority != "uniform"
+        pick, weights = large_batch_select(pri, B, c.weighting, generator, mask, check_inputs=recheck)
         allowed = (
             pri if mask is None else torch.where(mask, pri, torch.zeros((), dtype=pri.dtype, device=dev))
         )
         probs = allowed.gather(-1, pick) / allowed.sum(-1, keepdim=True)
         if w1 is not None:
             weights = weights * w1[pick]
+        cols = torch.arange(K, device=dev)
         if log_prob is not None:
-            behaviour = log_prob[sources, torch.arange(K, device=dev)]  # log pi_k(a_j|o_j), k = source
+            behaviour = log_prob[sources, cols]  # log pi_k(a_j|o_j), k = source
             ratio = (log_prob - behaviour).gather(-1, pick).exp()
             if c.ratio_clip is not None:
                 ratio = ratio.clamp_max(c.ratio_clip)
             weights = weights * ratio.to(weights.dtype)
         if c.p1 == "prioritized":
-            own = absd[sources, torch.arange(K, device=dev)] + c.eps  # owner's |TD| on its items
+            own = absd[sources, cols] + c.eps  # owner's |TD| on its items
             self._p1[sources, slots] = own
             self._p1_max = torch.maximum(self._p1_max, own.max())
         sel_sources = sources[pick]
