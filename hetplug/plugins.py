@@ -27,6 +27,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "shep": "hetplug.shep.plugin:SHEPPlugin",
     "lbs": "hetplug.lbs.plugin:LBSPlugin",
     "shppo": "hetplug.shppo.plugin:SHPPOPlugin",
+    "hetdps": "hetplug.sharing.plugin:HetDPSPlugin",
 }
 
 # Hooks where exactly one plugin may answer; two plugins providing one would silently
