@@ -81,3 +81,16 @@ def test_shppo_latents_trains_and_transfers_to_other_team_sizes(tmp_path):
     latents = results["episode_latent_means"]
     assert len(latents) == 15 and len(latents[0]) == 4 and len(latents[0][0]) == 3  # [T, N, L]
     assert (tmp_path / "latents.png").stat().st_size > 0
+
+
+def test_hetdps_case_study_draws_every_distance_matrix(tmp_path):
+    module = load("hetdps_case_study")
+    results = module.main(["--versions", "v1", "v6", "--episodes", "8", "--out", str(tmp_path)])
+    for version in ("v1", "v6"):
+        row = results["versions"][version]["distances"]
+        assert set(row) == {"observation", "response", "effect", "objective", "meta"}
+    # Model-based distances are exact: zero where nothing differs, positive between the groups.
+    v1 = results["versions"]["v1"]["distances"]
+    assert v1["response"] == [[0.0] * 4] * 4 and v1["observation"][0][2] > 0 and v1["observation"][0][1] == 0
+    assert all(results["versions"]["v6"]["distances"][k][0][3] > 0 for k in module.KINDS)
+    assert (tmp_path / "distances.png").stat().st_size > 0

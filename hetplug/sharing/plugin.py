@@ -51,7 +51,7 @@ class HetDPSConfig:
     """:class:`~hetplug.distance.CVAEConfig` fields (hidden, latent_dim, kl_weight, epochs, ...)."""
     pool_capacity: int = 10_000
     """Time steps (each with all agents) the sample pool keeps."""
-    fit_samples: int | None = 2048
+    fit_samples: int | None = 512
     """Time steps drawn from the pool for each refit (None: the whole pool)."""
     distance_samples: int = 1024
     """Monte-Carlo samples of x for each distance matrix."""
