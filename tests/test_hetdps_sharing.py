@@ -106,9 +106,13 @@ def test_matching_maximises_overlap_like_brute_force(seed):
     assert adjusted_rand_score(labels, new) == 1.0
     k_old, k_new = len(set(previous)), len(set(labels))
     assert plan.case == ("same" if k_new == k_old else "split" if k_new > k_old else "merge")
-    assert len(plan.operations) == (
-        k_new - k_old if k_new > k_old else plan.case == "merge" and len(plan.operations)
-    )
+    if plan.case == "split":
+        assert [op.kind for op in plan.operations] == ["copy"] * (k_new - k_old)
+    elif plan.case == "merge":  # every unmatched old network is merged into exactly one new one
+        assert all(op.kind == "merge" for op in plan.operations)
+        assert sum(len(op.sources) - 1 for op in plan.operations) == k_old - k_new
+    else:
+        assert plan.operations == ()
 
 
 def adam_slots(n_slots, steps=3, seed=0):
