@@ -23,7 +23,7 @@ import torch
 from hetplug._checks import check_int, check_tensor, config_from_dict
 from hetplug.distance.cvae import CVAE, MODES, CVAEConfig
 from hetplug.distance.pool import SamplePool
-from hetplug.distance.wasserstein import pairwise_gaussian_w2
+from hetplug.distance.wasserstein import mean_pairwise_gaussian_w2
 
 
 class DistanceEstimator:
@@ -162,13 +162,7 @@ class DistanceEstimator:
         self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, n_samples: int = 1024
     ) -> torch.Tensor:
         """``[N, N]`` heterogeneity distances: symmetric, zero diagonal, non-negative."""
-        mu, sigma = self.gaussians(x, y, n_samples)
-        s, n = mu.shape[:2]
-        step = max(1, min(s, (1 << 24) // (n * n)))
-        total = mu.new_zeros(n, n)
-        for start in range(0, s, step):  # blocks of samples bound memory; pairs stay batched
-            total += pairwise_gaussian_w2(mu[start : start + step], sigma[start : start + step]).sum(0)
-        return total / s
+        return mean_pairwise_gaussian_w2(*self.gaussians(x, y, n_samples))
 
     def state_dict(self) -> dict[str, Any]:
         return {

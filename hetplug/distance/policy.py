@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from hetplug._checks import check_tensor
-from hetplug.distance.wasserstein import pairwise_gaussian_w2
+from hetplug.distance.wasserstein import mean_pairwise_gaussian_w2
 
 
 def _chunks(s: int, n: int, budget: int = 1 << 24) -> int:
@@ -27,12 +27,7 @@ def gaussian_policy_distance(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Ten
         raise ValueError(
             f"mu and sigma must have the same [S, N, A] shape, got {tuple(mu.shape)} and {tuple(sigma.shape)}"
         )
-    s, n = mu.shape[:2]
-    step = _chunks(s, n)
-    total = mu.new_zeros(n, n)
-    for start in range(0, s, step):  # loop over sample blocks (memory), never over agent pairs
-        total += pairwise_gaussian_w2(mu[start : start + step], sigma[start : start + step]).sum(0)
-    return total / s
+    return mean_pairwise_gaussian_w2(mu, sigma)
 
 
 def categorical_policy_distance(probs: torch.Tensor) -> torch.Tensor:

@@ -51,3 +51,17 @@ def pairwise_gaussian_w2(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     d = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist")
     d = 0.5 * (d + d.transpose(-1, -2))
     return d * (1 - torch.eye(d.shape[-1], dtype=d.dtype, device=d.device))
+
+
+def mean_pairwise_gaussian_w2(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """``[N, N]`` mean over S of the all-pairs W2 of ``mu, sigma [S, N, Z]`` (eq. 3's Monte Carlo).
+
+    Samples are processed in blocks of about 2^24 pair entries, so memory stays bounded
+    for large N; pairs are never looped over.
+    """
+    s, n = mu.shape[:2]
+    step = max(1, min(s, (1 << 24) // (n * n)))
+    total = mu.new_zeros(n, n)
+    for start in range(0, s, step):
+        total += pairwise_gaussian_w2(mu[start : start + step], sigma[start : start + step]).sum(0)
+    return total / s

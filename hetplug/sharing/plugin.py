@@ -155,6 +155,13 @@ class HetDPSPlugin:
         if self.manager is None:
             raise RuntimeError("call hetplug_configure before using the hetdps plugin")
 
+    def _build_estimator(self, x_dim: int, y_dim: int) -> DistanceEstimator:
+        c = self.config
+        return DistanceEstimator(
+            self.spec.n_agents, x_dim, y_dim, "model_free", c.cvae,
+            c.pool_capacity, c.fit_samples, self.spec.device, c.seed,
+        )  # fmt: skip
+
     @hookimpl
     def hetplug_trajectories_collected(self, batch: TrajectoryBatch) -> None:
         self._require_configured()
@@ -164,11 +171,7 @@ class HetDPSPlugin:
         if x.shape[1] != self.spec.n_agents:
             raise ValueError(f"batch has {x.shape[1]} agents but HostSpec.n_agents={self.spec.n_agents}")
         if self.estimator is None:
-            c = self.config
-            self.estimator = DistanceEstimator(
-                self.spec.n_agents, x.shape[-1], y.shape[-1], "model_free", c.cvae,
-                c.pool_capacity, c.fit_samples, self.spec.device, c.seed,
-            )  # fmt: skip
+            self.estimator = self._build_estimator(x.shape[-1], y.shape[-1])
         self.estimator.add(x, y)
         return None
 
@@ -207,12 +210,7 @@ class HetDPSPlugin:
         self._require_configured()
         self.manager.load_state_dict(state["manager"])
         if "estimator" in state:
-            c = self.config
-            x_dim, y_dim = state["dims"]
-            self.estimator = DistanceEstimator(
-                self.spec.n_agents, x_dim, y_dim, "model_free", c.cvae,
-                c.pool_capacity, c.fit_samples, self.spec.device, c.seed,
-            )  # fmt: skip
+            self.estimator = self._build_estimator(*state["dims"])
             self.estimator.load_state_dict(state["estimator"])
         if self.slots is not None:
             for r in self.slots.routing:
