@@ -1,0 +1,265 @@
+"""The BenchMARL callback that runs hetplug's hooks inside an ``Experiment``.
+
+Per iteration BenchMARL calls (FACTS.md, "BenchMARL 1.5.2"):
+
+    collect -> on_batch_collected  : batch -> TrajectoryBatch -> trajectories_collected
+                                     (intrinsic reward added in place), replay_add
+            -> per group: extend (the TrajectorySampler maps slots to storage indices)
+               n x {sample (hetplug priorities, IS weights as "priority_weight")
+                    -> loss -> step -> update_tensordict_priority (TD -> priorities)}
+            -> on_train_end        : after_update, metrics to the experiment's loggers
+    checkpoint -> on_state_dict / on_load_state_dict : plugin state
+
+One plugin manager per agent group: groups have their own buffers, sizes and losses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+import torch
+from benchmarl.experiment import Callback
+from torchrl.data import LazyTensorStorage
+from torchrl.objectives import DDPGLoss, DiscreteSACLoss, DQNLoss, SACLoss
+from torchrl.objectives.multiagent.qmixer import QMixerLoss
+
+import hetplug
+from hetplug_benchmarl.batch import check_position_source, to_trajectory_batch
+from hetplug_benchmarl.options import AdapterOptions
+from hetplug_benchmarl.replay import HetplugReplayBuffer, TrajectorySampler, WeightedQMixerLoss
+
+PRIORITISERS = ("per", "shep")
+#: (plugin, on_policy) pairs this adapter wires today; anything else fails at wrap time.
+SUPPORTED = {("per", False), ("shep", False)}
+
+
+@dataclass
+class _GroupState:
+    pm: pluggy.PluginManager
+    spec: hetplug.HostSpec
+    sampler: TrajectorySampler | None = None
+    updates: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _scalar_metrics(prefix: str, values: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for name, value in values.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            out[f"{prefix}{name}"] = float(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[f"{prefix}{name}"] = float(value)
+    return out
+
+
+class HetplugCallback(Callback):
+    """Runs hetplug plugins inside a BenchMARL experiment.
+
+    Pass it in ``Experiment(callbacks=[HetplugCallback(...)])``, or call
+    :func:`hetplug_benchmarl.wrap` on a built experiment.
+
+    Args:
+        plugins: plugin names, e.g. ``["shep"]``.
+        options: per-plugin options, ``{"shep": {"grid_shape": (8, 8)}}``.
+        positions: where agent positions are read (see :class:`PositionSource`).
+        opponents: where opponent positions are read, or None.
+
+    Raises:
+        ValueError: at construction for unknown plugins or options; at setup (before
+            any training) for a plugin the algorithm cannot use or a bad positions slice.
+    """
+
+    def __init__(
+        self,
+        plugins: list[str] | tuple[str, ...] = (),
+        options: dict[str, dict[str, Any]] | None = None,
+        positions: dict[str, Any] | None = None,
+        opponents: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(plugins, str):
+            plugins = [plugins]
+        self.plugins = list(plugins)
+        self.options = {k: dict(v) for k, v in (options or {}).items()}
+        adapter = {"opponents": opponents}
+        if positions is not None:
+            adapter["positions"] = positions
+        self.adapter = AdapterOptions(**adapter)
+        hetplug.get_plugin_manager(self.plugins, self.options)  # names and options, now
+        self.groups: dict[str, _GroupState] = {}
+
+    # BenchMARL pickles callbacks (with .experiment) into config.pkl: keep the recipe only.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"plugins": self.plugins, "options": self.options, "adapter": self.adapter}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.experiment = None
+        self.groups = {}
+
+    # ------------------------------------------------------------------ setup
+    def on_setup(self) -> None:
+        exp = self.experiment
+        algorithm = type(exp.algorithm_config).__name__.removesuffix("Config")
+        for name in self.plugins:
+            if name in hetplug.available_plugins() and (name, exp.on_policy) not in SUPPORTED:
+                kind = "on-policy" if exp.on_policy else "off-policy"
+                raise ValueError(
+                    f"plugin {name!r} is not available with {kind} {algorithm} in the BenchMARL adapter; "
+                    f"supported: {sorted(p for p, _ in SUPPORTED)} with off-policy algorithms"
+                )
+        prioritiser = next((p for p in self.plugins if p in PRIORITISERS), None)
+        if prioritiser and exp.algorithm.has_rnn:
+            raise ValueError(f"plugin {prioritiser!r}: recurrent models (sequence storage) are not supported")
+        if "shep" in self.plugins and self.options.get("shep", {}).get("group_her", False):
+            raise ValueError(
+                "shep.group_her: relabelled trajectories are not stored by the BenchMARL adapter yet"
+            )
+        cfg = exp.config
+        frames = cfg.collected_frames_per_batch(exp.on_policy)
+        envs = cfg.n_envs_per_worker(exp.on_policy)
+        if frames % envs:
+            raise ValueError(
+                f"collected frames per batch ({frames}) must be a multiple of n_envs_per_worker ({envs})"
+            )
+        steps = frames // envs
+        rows = max(1, cfg.replay_buffer_memory_size(exp.on_policy) // frames) * envs
+        for group, agents in exp.group_map.items():
+            if "shep" in self.plugins:
+                check_position_source(exp.observation_spec, group, self.adapter.positions, "positions")
+                if self.adapter.opponents is not None:
+                    og = self.adapter.opponents.group
+                    if og not in exp.group_map:
+                        raise ValueError(
+                            f"opponents.group={og!r} is not an agent group; groups: {sorted(exp.group_map)}"
+                        )
+                    check_position_source(exp.observation_spec, og, self.adapter.opponents, "opponents")
+            old = exp.replay_buffers[group]
+            discrete = not exp.continuous_actions
+            spec = hetplug.HostSpec(
+                n_agents=len(agents),
+                max_steps=steps,
+                capacity=rows,
+                device=old.storage.device if old.storage.device != "auto" else cfg.buffer_device,
+                n_actions=int(exp.action_spec[group, "action"].space.n) if discrete else None,
+                extra={"framework": "benchmarl", "algorithm": algorithm, "group": group},
+            )
+            pm = hetplug.get_plugin_manager(self.plugins, self.options)
+            pm.hook.hetplug_configure.call_historic(kwargs={"spec": spec})
+            state = _GroupState(pm=pm, spec=spec)
+            if prioritiser:
+                state.sampler = self._install_buffer(group, spec, old, pm)
+            self.groups[group] = state
+
+    def _install_buffer(
+        self, group: str, spec: hetplug.HostSpec, old, pm: pluggy.PluginManager
+    ) -> TrajectorySampler:
+        exp = self.experiment
+        loss = exp.losses[group]
+        if isinstance(loss, QMixerLoss):
+            loss.__class__ = WeightedQMixerLoss  # same parameters and targets, weighted loss
+            squared = False
+        elif isinstance(loss, (DQNLoss, DDPGLoss)):
+            squared = True
+        elif isinstance(loss, (SACLoss, DiscreteSACLoss)):
+            squared = False
+        else:
+            raise ValueError(f"prioritised replay: unsupported loss {type(loss).__name__} in group {group!r}")
+        sampler = TrajectorySampler(pm, spec.max_steps, spec.capacity, spec.n_agents, spec.device)
+        sampler.generator = torch.Generator(device=sampler.device).manual_seed(int(exp.seed))
+        transform = old._transform if old._transform is not None and len(old._transform) else None
+        exp.replay_buffers[group] = HetplugReplayBuffer(
+            storage=LazyTensorStorage(spec.capacity * spec.max_steps, device=spec.device),
+            sampler=sampler,
+            batch_size=old._batch_size,
+            transform=transform,
+            td_keys=((group, "td_error"), "td_error"),
+            td_squared=squared,
+        )
+        return sampler
+
+    # ------------------------------------------------------------------ per iteration
+    def on_batch_collected(self, batch) -> None:
+        exp = self.experiment
+        for group, state in self.groups.items():
+            tb = to_trajectory_batch(batch, group, self.adapter, discrete=not exp.continuous_actions)
+            intrinsic = None
+            metrics: dict[str, Any] = {}
+            for res in state.pm.hook.hetplug_trajectories_collected(batch=tb):
+                if res is None:
+                    continue
+                metrics.update(res.metrics)
+                if res.intrinsic_reward is not None:
+                    intrinsic = (
+                        res.intrinsic_reward if intrinsic is None else intrinsic + res.intrinsic_reward
+                    )
+            if intrinsic is not None:
+                key = ("next", group, "reward")
+                if key not in batch.keys(include_nested=True):
+                    key = ("next", "reward")
+                reward = batch.get(key)
+                bonus = intrinsic.reshape(*intrinsic.shape, *([1] * (reward.dim() - 2)))
+                batch.set_(key, reward + bonus.to(reward.dtype))
+                tb = tb.replace(
+                    reward=tb.reward + intrinsic.reshape(*intrinsic.shape, *([1] * (tb.reward.dim() - 2)))
+                )
+                metrics["intrinsic_reward"] = intrinsic.mean()
+            if state.sampler is not None:
+                state.sampler.stage(state.pm.hook.hetplug_replay_add(batch=tb))
+            state.metrics = _scalar_metrics(f"hetplug/{group}/", metrics)
+
+    def on_train_end(self, training_td, group: str) -> None:
+        state = self.groups.get(group)
+        if state is None:
+            return
+        state.updates += 1
+        metrics = dict(state.metrics)
+        for out in state.pm.hook.hetplug_after_update(update=state.updates):
+            if out:
+                metrics.update(_scalar_metrics(f"hetplug/{group}/", out))
+        if state.sampler is not None:
+            p = self.priorities(group)
+            metrics.update(
+                _scalar_metrics(
+                    f"hetplug/{group}/",
+                    {"priority_mean": p.mean(), "priority_max": p.max(), "stored": p.numel()},
+                )
+            )
+        self.experiment.logger.log(metrics, step=self.experiment.n_iters_performed)
+        state.metrics = metrics
+
+    # ------------------------------------------------------------------ inspection
+    def plugin_manager(self, group: str) -> pluggy.PluginManager:
+        """The plugin manager serving ``group`` (one per agent group)."""
+        return self.groups[group].pm
+
+    def priorities(self, group: str) -> torch.Tensor:
+        """``[stored]`` trajectory priorities of ``group``'s prioritiser."""
+        for name in PRIORITISERS:
+            plugin = self.groups[group].pm.get_plugin(name)
+            if plugin is not None:
+                return plugin.sampler.priorities
+        raise ValueError(f"no prioritiser ({', '.join(PRIORITISERS)}) is selected")
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict["hetplug"] = {
+            group: {"plugins": hetplug.plugin_state(s.pm), "updates": s.updates}
+            for group, s in self.groups.items()
+        }
+
+    def on_load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("hetplug")
+        if saved is None:
+            raise ValueError(
+                "the checkpoint has no 'hetplug' entry: it was saved without the hetplug callback"
+            )
+        if sorted(saved) != sorted(self.groups):
+            raise ValueError(
+                f"checkpoint groups {sorted(saved)} differ from the experiment's {sorted(self.groups)}"
+            )
+        for group, state in saved.items():
+            hetplug.load_plugin_state(self.groups[group].pm, state["plugins"])
+            self.groups[group].updates = state["updates"]
