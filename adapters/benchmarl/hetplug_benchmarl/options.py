@@ -70,24 +70,13 @@ class AdapterOptions:
     Attributes:
         positions: where agent positions are read (SHEP).
         opponents: None, or where opponent positions are read.
-        replay_window: on-policy SHEP only: how many past rollouts (besides the current
-            one) stay available for prioritised minibatches. 0 = current rollout only.
     """
 
     positions: PositionSource = field(default_factory=PositionSource)
     opponents: OpponentSource | None = None
-    replay_window: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.positions, PositionSource):
             self.positions = config_from_dict(PositionSource, self.positions, "positions")
         if self.opponents is not None and not isinstance(self.opponents, OpponentSource):
             self.opponents = config_from_dict(OpponentSource, self.opponents, "opponents")
-        if (
-            isinstance(self.replay_window, bool)
-            or not isinstance(self.replay_window, int)
-            or self.replay_window < 0
-        ):
-            raise ValueError(
-                f"replay_window must be an integer >= 0, got replay_window={self.replay_window!r}"
-            )
