@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 
-import hetplug_benchmarl
 import pytest
 import torch
 from benchmarl.algorithms import (
@@ -20,6 +19,8 @@ from benchmarl.algorithms import (
 from benchmarl.environments import VmasTask
 from benchmarl.experiment import Experiment, ExperimentConfig
 from benchmarl.models.mlp import MlpConfig
+
+import hetplug_benchmarl
 from hetplug_benchmarl import HetplugCallback
 from hetplug_benchmarl.replay import SLOT_KEY, STEP_KEY, WEIGHT_KEY
 

@@ -89,6 +89,8 @@ class HetplugCallback(Callback):
         self.adapter = AdapterOptions(**adapter)
         hetplug.get_plugin_manager(self.plugins, self.options)  # names and options, now
         self.groups: dict[str, _GroupState] = {}
+        #: every value logged by on_train_end, in order: ``{name: [value per iteration]}``
+        self.history: dict[str, list[float]] = {}
 
     # BenchMARL pickles callbacks (with .experiment) into config.pkl: keep the recipe only.
     def __getstate__(self) -> dict[str, Any]:
@@ -98,6 +100,7 @@ class HetplugCallback(Callback):
         self.__dict__.update(state)
         self.experiment = None
         self.groups = {}
+        self.history = {}
 
     # ------------------------------------------------------------------ setup
     def on_setup(self) -> None:
@@ -229,6 +232,8 @@ class HetplugCallback(Callback):
             )
         self.experiment.logger.log(metrics, step=self.experiment.n_iters_performed)
         state.metrics = metrics
+        for name, value in metrics.items():
+            self.history.setdefault(name, []).append(value)
 
     # ------------------------------------------------------------------ inspection
     def plugin_manager(self, group: str) -> pluggy.PluginManager:

@@ -1,0 +1,95 @@
+"""Time per BenchMARL training iteration with each hetplug plugin against without.
+
+Each variant is a real BenchMARL experiment (VMAS task, same seed and settings). One
+"iteration" is what BenchMARL's loop does per collection: collect, callbacks, extend,
+`updates` optimiser steps, on_train_end, policy-weight update. The variants' iterations
+are timed alternately in one process (see _timing.side_by_side); prints JSON.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_benchmarl.py
+    python benchmarks/bench_benchmarl.py --device cuda --algorithms iql qmix
+
+Targets (issue 6): SHEP at most 1.10x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import side_by_side  # noqa: E402
+
+from hetplug_benchmarl.demo import _experiment  # noqa: E402
+
+
+def iteration(exp, iterator):
+    def step():
+        batch = next(iterator)
+        exp.total_frames += batch.numel()
+        exp._on_batch_collected(batch)
+        batch = batch.detach()
+        for group in exp.train_group_map:
+            data = batch.exclude(*exp._get_excluded_keys(group)).to(exp.config.train_device)
+            data = exp.algorithm.process_batch(group, data).reshape(-1)
+            exp.replay_buffers[group].extend(data)
+            tds = [exp._optimizer_loop(group) for _ in range(exp.config.n_optimizer_steps(exp.on_policy))]
+            exp._on_train_end(torch.stack(tds), group)
+        exp.collector.update_policy_weights_()
+
+    return step
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algorithms", nargs="+", default=["iql", "qmix"])
+    p.add_argument("--plugins", nargs="+", default=["per", "shep"])
+    p.add_argument("--task", default="navigation")
+    p.add_argument("--repeat", type=int, default=15)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out", default="runs/bench_benchmarl")
+    args = p.parse_args()
+    if args.device == "cpu":
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    from hetplug_benchmarl import HetplugCallback
+
+    results = []
+    for algorithm in args.algorithms:
+        ns = argparse.Namespace(
+            task=args.task,
+            algorithm=algorithm,
+            frames=10**9,
+            frames_per_batch=1000,
+            envs=20,
+            updates=40,
+            seed=0,
+            device=args.device,
+        )
+        variants = {}
+        for label in ["none", *args.plugins]:
+            out = Path(args.out) / algorithm / label
+            out.mkdir(parents=True, exist_ok=True)
+            callbacks = [] if label == "none" else [HetplugCallback([label])]
+            exp = _experiment(ns, out, callbacks)
+            variants[label] = iteration(exp, iter(exp.collector))
+        seconds = side_by_side(variants, torch.device(args.device), repeat=args.repeat, warmup=3)
+        results.append(
+            {
+                "algorithm": algorithm,
+                "task": f"vmas/{args.task}",
+                "device": args.device,
+                "frames_per_iteration": 1000,
+                "updates_per_iteration": 40,
+                "seconds_per_iteration": seconds,
+                "ratio_vs_none": {k: seconds[k] / seconds["none"] for k in args.plugins},
+            }
+        )
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
