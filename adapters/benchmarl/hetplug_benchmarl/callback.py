@@ -26,6 +26,7 @@ from torchrl.objectives import DDPGLoss, DiscreteSACLoss, DQNLoss, SACLoss
 from torchrl.objectives.multiagent.qmixer import QMixerLoss
 
 import hetplug
+from hetplug.plugins import BUILTIN_PLUGINS
 from hetplug_benchmarl.batch import check_position_source, to_trajectory_batch
 from hetplug_benchmarl.options import AdapterOptions
 from hetplug_benchmarl.replay import HetplugReplayBuffer, TrajectorySampler, WeightedQMixerLoss
@@ -107,13 +108,15 @@ class HetplugCallback(Callback):
         exp = self.experiment
         algorithm = type(exp.algorithm_config).__name__.removesuffix("Config")
         for name in self.plugins:
-            if name in hetplug.available_plugins() and (name, exp.on_policy) not in SUPPORTED:
+            if name in BUILTIN_PLUGINS and (name, exp.on_policy) not in SUPPORTED:
                 kind = "on-policy" if exp.on_policy else "off-policy"
                 raise ValueError(
                     f"plugin {name!r} is not available with {kind} {algorithm} in the BenchMARL adapter; "
                     f"supported: {sorted(p for p, _ in SUPPORTED)} with off-policy algorithms"
                 )
-        prioritiser = next((p for p in self.plugins if p in PRIORITISERS), None)
+        # A prioritiser is whichever plugin answers replay_add (built-in or third-party).
+        probe = hetplug.get_plugin_manager(self.plugins, self.options)
+        prioritiser = next((h.plugin_name for h in probe.hook.hetplug_replay_add.get_hookimpls()), None)
         if prioritiser and exp.algorithm.has_rnn:
             raise ValueError(f"plugin {prioritiser!r}: recurrent models (sequence storage) are not supported")
         if "shep" in self.plugins and self.options.get("shep", {}).get("group_her", False):
@@ -222,7 +225,7 @@ class HetplugCallback(Callback):
         for out in state.pm.hook.hetplug_after_update(update=state.updates):
             if out:
                 metrics.update(_scalar_metrics(f"hetplug/{group}/", out))
-        if state.sampler is not None:
+        if any(state.pm.get_plugin(name) is not None for name in PRIORITISERS):
             p = self.priorities(group)
             metrics.update(
                 _scalar_metrics(
@@ -241,12 +244,12 @@ class HetplugCallback(Callback):
         return self.groups[group].pm
 
     def priorities(self, group: str) -> torch.Tensor:
-        """``[stored]`` trajectory priorities of ``group``'s prioritiser."""
+        """``[stored]`` trajectory priorities of ``group``'s prioritiser (``per``/``shep``)."""
         for name in PRIORITISERS:
             plugin = self.groups[group].pm.get_plugin(name)
             if plugin is not None:
                 return plugin.sampler.priorities
-        raise ValueError(f"no prioritiser ({', '.join(PRIORITISERS)}) is selected")
+        raise ValueError(f"no built-in prioritiser ({', '.join(PRIORITISERS)}) is selected")
 
     # ------------------------------------------------------------------ checkpoints
     def on_state_dict(self, state_dict: dict[str, Any]) -> None:
