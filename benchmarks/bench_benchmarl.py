@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -53,6 +54,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default="runs/bench_benchmarl")
     args = p.parse_args()
+    logging.getLogger("torchrl").setLevel(logging.WARNING)  # keep stdout pure JSON
     if args.device == "cpu":
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from hetplug_benchmarl import HetplugCallback
