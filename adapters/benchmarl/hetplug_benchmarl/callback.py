@@ -45,6 +45,17 @@ class _GroupState:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def _td_is_squared(loss, group: str) -> bool:
+    """Whether ``loss`` writes (Q - y)^2 as its TD error (DQN, DDPG) rather than |Q - y|."""
+    if isinstance(loss, QMixerLoss):
+        return False  # replaced by WeightedQMixerLoss, which writes |Q_tot - y|
+    if isinstance(loss, (DQNLoss, DDPGLoss)):
+        return True
+    if isinstance(loss, (SACLoss, DiscreteSACLoss)):
+        return False
+    raise ValueError(f"prioritised replay: unsupported loss {type(loss).__name__} in group {group!r}")
+
+
 def _scalar_metrics(prefix: str, values: dict[str, Any]) -> dict[str, float]:
     out = {}
     for name, value in values.items():
@@ -132,7 +143,8 @@ class HetplugCallback(Callback):
             )
         steps = frames // envs
         rows = max(1, cfg.replay_buffer_memory_size(exp.on_policy) // frames) * envs
-        for group, agents in exp.group_map.items():
+        # Check every group before changing any (nothing is replaced if one fails).
+        for group in exp.group_map:
             if "shep" in self.plugins:
                 check_position_source(exp.observation_spec, group, self.adapter.positions, "positions")
                 if self.adapter.opponents is not None:
@@ -142,6 +154,9 @@ class HetplugCallback(Callback):
                             f"opponents.group={og!r} is not an agent group; groups: {sorted(exp.group_map)}"
                         )
                     check_position_source(exp.observation_spec, og, self.adapter.opponents, "opponents")
+            if prioritiser:
+                _td_is_squared(exp.losses[group], group)
+        for group, agents in exp.group_map.items():
             old = exp.replay_buffers[group]
             discrete = not exp.continuous_actions
             spec = hetplug.HostSpec(
@@ -164,15 +179,9 @@ class HetplugCallback(Callback):
     ) -> TrajectorySampler:
         exp = self.experiment
         loss = exp.losses[group]
+        squared = _td_is_squared(loss, group)
         if isinstance(loss, QMixerLoss):
             loss.__class__ = WeightedQMixerLoss  # same parameters and targets, weighted loss
-            squared = False
-        elif isinstance(loss, (DQNLoss, DDPGLoss)):
-            squared = True
-        elif isinstance(loss, (SACLoss, DiscreteSACLoss)):
-            squared = False
-        else:
-            raise ValueError(f"prioritised replay: unsupported loss {type(loss).__name__} in group {group!r}")
         sampler = TrajectorySampler(pm, spec.max_steps, spec.capacity, spec.n_agents, spec.device)
         sampler.generator = torch.Generator(device=sampler.device).manual_seed(int(exp.seed))
         transform = old._transform if old._transform is not None and len(old._transform) else None
