@@ -6,33 +6,16 @@ import pickle
 
 import pytest
 import torch
-from benchmarl.algorithms import (
-    IddpgConfig,
-    IqlConfig,
-    IsacConfig,
-    MaddpgConfig,
-    MappoConfig,
-    MasacConfig,
-    QmixConfig,
-    VdnConfig,
-)
+from benchmarl.algorithms import MappoConfig
 from benchmarl.environments import VmasTask
 from benchmarl.experiment import Experiment, ExperimentConfig
 from benchmarl.models.mlp import MlpConfig
 
 import hetplug_benchmarl
 from hetplug_benchmarl import HetplugCallback
+from hetplug_benchmarl.demo import ALGORITHMS as OFF_POLICY
 from hetplug_benchmarl.replay import SLOT_KEY, STEP_KEY, WEIGHT_KEY
 
-OFF_POLICY = {
-    "iql": IqlConfig,
-    "vdn": VdnConfig,
-    "qmix": QmixConfig,
-    "masac": MasacConfig,
-    "isac": IsacConfig,
-    "maddpg": MaddpgConfig,
-    "iddpg": IddpgConfig,
-}
 ENVS, STEPS, ITERS = 4, 25, 3
 
 

@@ -99,14 +99,17 @@ class HetplugCallback(Callback):
         if positions is not None:
             adapter["positions"] = positions
         self.adapter = AdapterOptions(**adapter)
-        hetplug.get_plugin_manager(self.plugins, self.options)  # names and options, now
+        pm = hetplug.get_plugin_manager(self.plugins, self.options)  # names and options, now
+        # The prioritiser is whichever plugin answers replay_add (built-in or third-party).
+        self.prioritiser = next((h.plugin_name for h in pm.hook.hetplug_replay_add.get_hookimpls()), None)
         self.groups: dict[str, _GroupState] = {}
         #: every value logged by on_train_end, in order: ``{name: [value per iteration]}``
         self.history: dict[str, list[float]] = {}
 
     # BenchMARL pickles callbacks (with .experiment) into config.pkl: keep the recipe only.
     def __getstate__(self) -> dict[str, Any]:
-        return {"plugins": self.plugins, "options": self.options, "adapter": self.adapter}
+        keep = ("plugins", "options", "adapter", "prioritiser")
+        return {name: getattr(self, name) for name in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -125,9 +128,7 @@ class HetplugCallback(Callback):
                     f"plugin {name!r} is not available with {kind} {algorithm} in the BenchMARL adapter; "
                     f"supported: {sorted(p for p, _ in SUPPORTED)} with off-policy algorithms"
                 )
-        # A prioritiser is whichever plugin answers replay_add (built-in or third-party).
-        probe = hetplug.get_plugin_manager(self.plugins, self.options)
-        prioritiser = next((h.plugin_name for h in probe.hook.hetplug_replay_add.get_hookimpls()), None)
+        prioritiser = self.prioritiser
         if prioritiser and exp.algorithm.has_rnn:
             raise ValueError(f"plugin {prioritiser!r}: recurrent models (sequence storage) are not supported")
         if "shep" in self.plugins and self.options.get("shep", {}).get("group_her", False):

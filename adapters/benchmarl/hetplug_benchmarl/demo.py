@@ -20,9 +20,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from benchmarl.algorithms import (
+    IddpgConfig,
+    IqlConfig,
+    IsacConfig,
+    MaddpgConfig,
+    MasacConfig,
+    QmixConfig,
+    VdnConfig,
+)
 from benchmarl.experiment import Callback
 
-OFF_POLICY = ("iql", "vdn", "qmix", "masac", "isac", "maddpg", "iddpg")
+#: The off-policy algorithms the adapter's prioritisers serve, by command-line name.
+ALGORITHMS = {
+    "iql": IqlConfig,
+    "vdn": VdnConfig,
+    "qmix": QmixConfig,
+    "masac": MasacConfig,
+    "isac": IsacConfig,
+    "maddpg": MaddpgConfig,
+    "iddpg": IddpgConfig,
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="hetplug demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--task", default="navigation", help="VMAS task (BenchMARL's VmasTask name), e.g. balance")
-    p.add_argument("--algorithm", default="iql", choices=OFF_POLICY)
+    p.add_argument("--algorithm", default="iql", choices=sorted(ALGORITHMS))
     p.add_argument("--plugins", nargs="+", default=["shep"], help="hetplug plugins for the second run")
     p.add_argument("--frames", type=int, default=60_000, help="environment frames per run")
     p.add_argument("--envs", type=int, default=20, help="vectorised VMAS environments")
@@ -50,28 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _experiment(args: argparse.Namespace, out: Path, callbacks: list) -> Any:
-    from benchmarl.algorithms import (
-        IddpgConfig,
-        IqlConfig,
-        IsacConfig,
-        MaddpgConfig,
-        MasacConfig,
-        QmixConfig,
-        VdnConfig,
-    )
     from benchmarl.environments import VmasTask
     from benchmarl.experiment import Experiment, ExperimentConfig
     from benchmarl.models.mlp import MlpConfig
 
-    algorithms = {
-        "iql": IqlConfig,
-        "vdn": VdnConfig,
-        "qmix": QmixConfig,
-        "masac": MasacConfig,
-        "isac": IsacConfig,
-        "maddpg": MaddpgConfig,
-        "iddpg": IddpgConfig,
-    }
     try:
         task = VmasTask[args.task.upper()].get_from_yaml()
     except KeyError:
@@ -94,7 +94,7 @@ def _experiment(args: argparse.Namespace, out: Path, callbacks: list) -> Any:
     cfg.off_policy_memory_size = 100_000
     return Experiment(
         task=task,
-        algorithm_config=algorithms[args.algorithm].get_from_yaml(),
+        algorithm_config=ALGORITHMS[args.algorithm].get_from_yaml(),
         model_config=MlpConfig.get_from_yaml(),
         seed=args.seed,
         config=cfg,

@@ -140,7 +140,6 @@ class HetplugReplayBuffer(TensorDictReplayBuffer):
         super().__init__(**kwargs)
         self._hetplug_td_keys = td_keys
         self._hetplug_td_squared = td_squared
-        self.last_priorities: torch.Tensor | None = None
 
     def update_tensordict_priority(self, data: TensorDictBase) -> None:
         keys = data.keys(include_nested=True)
@@ -153,7 +152,7 @@ class HetplugReplayBuffer(TensorDictReplayBuffer):
         td = td.detach().reshape(td.shape[0], -1).abs()
         if self._hetplug_td_squared:
             td = td.sqrt()
-        self.last_priorities = self._sampler.record_td(data.get(SLOT_KEY), data.get(STEP_KEY), td.mean(-1))
+        self._sampler.record_td(data.get(SLOT_KEY), data.get(STEP_KEY), td.mean(-1))
 
 
 class WeightedQMixerLoss(QMixerLoss):
