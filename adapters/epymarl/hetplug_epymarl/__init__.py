@@ -1,0 +1,108 @@
+"""hetplug inside EPyMARL (and PyMARLzoo+): one ``hetplug:`` line in an algorithm config.
+
+    hetplug: [per]                    # or a mapping, see hetplug_epymarl.settings
+
+Run ``hetplug-epymarl --config=qmix --env-config=gymma with ...`` from an EPyMARL checkout,
+or put ``import hetplug_epymarl.auto`` first in its ``src/main.py``. Both call
+:func:`install`, which wraps EPyMARL's ``run.run_sequential``: a config without the key
+runs EPyMARL's own code untouched; with it, for that run only, ``run.ReplayBuffer`` is a
+prioritised subclass of the host's buffer and the config's Q-learner is wrapped by
+:class:`~hetplug_epymarl.learner.HetplugLearner`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from hetplug_epymarl.host import Host, load_host
+from hetplug_epymarl.settings import Settings, SliceSource, parse_settings
+
+__all__ = ["Host", "Settings", "SliceSource", "install", "last_session", "parse_settings", "uninstall"]
+
+_ACTIVE: dict[str, Any] = {"session": None, "last": None, "host": None}
+
+
+def last_session():
+    """The :class:`~hetplug_epymarl.session.Session` of the latest hetplug run in this
+    process (its ``pm``, ``priorities()``, ``metrics``), or None."""
+    return _ACTIVE["last"]
+
+
+def _current_session():
+    session = _ACTIVE["session"]
+    if session is None:
+        raise RuntimeError("hetplug's ReplayBuffer was built outside a hetplug run")
+    return session
+
+
+def _check_learner(settings: Settings, args: Any, host: Host) -> type:
+    name = getattr(args, "learner", None)
+    cls = host.learners.get(name)
+    if settings.prioritiser is None:
+        return cls
+    if cls is None or not issubclass(cls, host.q_learner):
+        raise ValueError(
+            f"hetplug.plugins: {settings.prioritiser!r} needs the Q-learner (learner: q_learner, as in "
+            f"iql, vdn, qmix); this config has learner={name!r}"
+        )
+    if getattr(args, "prioritized_buffer", False):
+        raise ValueError(
+            "prioritized_buffer=True: the host's own prioritised buffer and hetplug's "
+            f"{settings.prioritiser!r} cannot both be on; set prioritized_buffer: False"
+        )
+    mixer = getattr(args, "mixer", None)
+    if mixer not in (None, "vdn", "qmix"):
+        raise ValueError(f"hetplug.plugins: mixer={mixer!r} is not supported (None, vdn or qmix)")
+    return cls
+
+
+def install(host: str | None = None) -> Host:
+    """Wrap the host's ``run_sequential`` (idempotent). Returns the host handles."""
+    from hetplug_epymarl.buffer import make_buffer_class
+    from hetplug_epymarl.learner import HetplugLearner
+    from hetplug_epymarl.session import Session
+
+    h = load_host(host)
+    original = h.run.run_sequential
+    if getattr(original, "__hetplug_original__", None) is not None:
+        _ACTIVE["host"] = h
+        return h
+    buffer_class = make_buffer_class(h.replay_buffer, _current_session)
+
+    @functools.wraps(original)
+    def run_sequential(args, logger, *rest, **kwargs):
+        settings = parse_settings(getattr(args, "hetplug", None))
+        if settings is None:
+            return original(args, logger, *rest, **kwargs)
+        learner_cls = _check_learner(settings, args, h)
+        session = Session(settings, args, h.name)
+
+        def make_learner(mac, scheme, log, largs):
+            session.learner = HetplugLearner(learner_cls(mac, scheme, log, largs), session)
+            return session.learner
+
+        saved = h.run.ReplayBuffer, h.learners[args.learner]
+        _ACTIVE["session"] = _ACTIVE["last"] = session
+        h.run.ReplayBuffer = buffer_class
+        h.learners[args.learner] = make_learner
+        try:
+            return original(args, logger, *rest, **kwargs)
+        finally:
+            h.run.ReplayBuffer, h.learners[args.learner] = saved
+            _ACTIVE["session"] = None
+
+    run_sequential.__hetplug_original__ = original
+    h.run.run_sequential = run_sequential
+    _ACTIVE["host"] = h
+    return h
+
+
+def uninstall() -> None:
+    """Put the host's own ``run_sequential`` back."""
+    h = _ACTIVE["host"]
+    if h is not None:
+        original = getattr(h.run.run_sequential, "__hetplug_original__", None)
+        if original is not None:
+            h.run.run_sequential = original
+    _ACTIVE["host"] = None

@@ -1,0 +1,60 @@
+"""``hetplug-epymarl``: EPyMARL's ``src/main.py`` with the ``hetplug:`` key enabled.
+
+    cd epymarl && hetplug-epymarl --config=qmix --env-config=gymma with env_args.key=...
+
+takes exactly main.py's arguments. EPyMARL's ``src/`` is found from ``--epymarl-src PATH``,
+else ``$HETPLUG_EPYMARL_SRC``, else ``./src`` (a checkout's root) or ``.`` (its src/).
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+from pathlib import Path
+
+ENV_VAR = "HETPLUG_EPYMARL_SRC"
+
+
+def find_src(explicit: str | None, cwd: Path | None = None) -> Path:
+    """EPyMARL's ``src/`` directory (it holds main.py and run.py)."""
+    cwd = Path.cwd() if cwd is None else cwd
+    if explicit:
+        candidates, origin = [Path(explicit)], "--epymarl-src"
+    elif os.environ.get(ENV_VAR):
+        candidates, origin = [Path(os.environ[ENV_VAR])], f"${ENV_VAR}"
+    else:
+        candidates, origin = [cwd / "src", cwd], f"the working directory {cwd}"
+    for path in candidates:
+        for src in (path, path / "src"):
+            if (src / "main.py").is_file() and (src / "run.py").is_file():
+                return src.resolve()
+    raise SystemExit(
+        f"hetplug-epymarl: no EPyMARL src/ (with main.py and run.py) found from {origin}; "
+        f"run it from an EPyMARL checkout, or pass --epymarl-src PATH or set {ENV_VAR}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    explicit = None
+    for i, arg in enumerate(argv):
+        if arg == "--epymarl-src" and i + 1 < len(argv):
+            explicit = argv[i + 1]
+            del argv[i : i + 2]
+            break
+        if arg.startswith("--epymarl-src="):
+            explicit = arg.split("=", 1)[1]
+            del argv[i]
+            break
+    src = find_src(explicit)
+    sys.path.insert(0, str(src))
+    from hetplug_epymarl import install
+
+    install("epymarl")
+    sys.argv = [str(src / "main.py"), *argv]
+    runpy.run_path(str(src / "main.py"), run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()

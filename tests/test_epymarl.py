@@ -1,0 +1,455 @@
+"""The EPyMARL adapter against a real host: PyMARLzoo+ (pymarlzooplus on PyPI, EPyMARL's
+tree under a package name) on lbforaging, and a real EPyMARL checkout when
+$HETPLUG_EPYMARL_SRC points at one (see the end of this file)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+import hetplug_epymarl
+from hetplug_epymarl.cli import find_src
+from hetplug_epymarl.learner import weighted_q_update
+from hetplug_epymarl.settings import parse_settings
+
+prun = pytest.importorskip("pymarlzooplus.run", reason="the test extra installs pymarlzooplus (README)")
+from pymarlzooplus import pymarlzooplus  # noqa: E402
+
+KEY = "lbforaging:Foraging-8x8-2p-3f-v3"  # obs per agent: 3 foods x (y, x, level), then players
+SELF_POS = [9, 11]  # the agent's own (y, x): the first player block
+SHEP = {
+    "positions": {"source": "obs", "slice": SELF_POS},
+    "grid_low": [0, 0],
+    "grid_high": [7, 7],
+    "grid_shape": [8, 8],
+    "intrinsic_reward": True,
+}
+
+
+@pytest.fixture(autouse=True)
+def _fast_host(monkeypatch, tmp_path):
+    """PyMARLzoo+ sleeps 10 s and draws plots after each run; tests skip both. Its sacred
+    observer writes under the caller's directory: the test's tmp_path."""
+    monkeypatch.setattr(prun, "time", types.SimpleNamespace(time=time.time, sleep=lambda s: None))
+    monkeypatch.setattr(prun, "plot_single_experiment_results", lambda *a, **k: None)
+    monkeypatch.chdir(tmp_path)
+
+
+def run_host(config: str = "qmix", hetplug=None, t_max: int = 400, seed: int = 1, **algo) -> None:
+    algo_args = {
+        "t_max": t_max,
+        "batch_size": 4,
+        "buffer_size": 16,
+        "test_interval": 10**6,
+        "test_nepisode": 1,
+        "log_interval": 200,
+        "learner_log_interval": 200,
+        "runner_log_interval": 200,
+        "save_model": False,
+        **algo,
+    }
+    if hetplug is not None:
+        algo_args["hetplug"] = hetplug
+    pymarlzooplus(
+        {
+            "config": config,
+            "env-config": "gymma",
+            "env_args": {"key": KEY, "time_limit": 50, "seed": seed},
+            "algo_args": algo_args,
+        }
+    )
+
+
+def run_fails(capfd, message: str, *args, **kwargs) -> str:
+    """Run the host expecting a failure; sacred prints the error and exits with 1."""
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        run_host(*args, **kwargs)
+    assert exc.value.code == 1
+    out = capfd.readouterr()
+    text = out.out + out.err
+    assert re.search(message, text), text[-3000:]
+    assert "Beginning training" not in text
+    return text
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted((p.parent for p in root.glob("results/sacred/**/info.json")), key=lambda p: int(p.name))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One short run per (algorithm, plugin): QMIX+PER, VDN+SHEP, IQL+PER, QMIX+SHEP."""
+    hetplug_epymarl.install("pymarlzooplus")
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("runs")
+    mp.setattr(prun, "time", types.SimpleNamespace(time=time.time, sleep=lambda s: None))
+    mp.setattr(prun, "plot_single_experiment_results", lambda *a, **k: None)
+    mp.chdir(root)
+    out = {}
+    try:
+        for config, plugin in [("qmix", "per"), ("vdn", "shep"), ("iql", "per"), ("qmix", "shep")]:
+            hp = {"plugins": [plugin], **({"shep": SHEP} if plugin == "shep" else {})}
+            run_host(config, hp)
+            info = json.loads((run_dirs(root)[-1] / "info.json").read_text())
+            out[config, plugin] = (hetplug_epymarl.last_session(), info)
+    finally:
+        mp.undo()
+    return out
+
+
+CASES = [("qmix", "per"), ("vdn", "shep"), ("iql", "per"), ("qmix", "shep")]
+
+
+@pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
+def test_priorities_are_per_episode_and_change(runs, case):
+    session, info = runs[case]
+    p = session.priorities()
+    assert p.numel() == session.buffer.episodes_in_buffer == 9  # 400 steps / 50 + 1 (host's <=)
+    assert session.updates == 9 - 4 + 1  # training starts once batch_size=4 episodes are stored
+    # Updated priorities are |TD|-driven: not all equal to the initial max priority.
+    assert torch.unique(p).numel() > 2
+    assert session.pm.get_plugin(case[1]).sampler._sample_calls == session.updates
+
+
+@pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
+def test_metrics_reach_the_hosts_logger(runs, case):
+    _, info = runs[case]
+    assert "hetplug_priority_mean" in info and "hetplug_stored" in info
+    if case[1] == "shep":
+        for name in ("moran_i", "occupancy_entropy", "action_diversity"):
+            assert f"hetplug_shep_{name}" in info
+        assert "hetplug_intrinsic_reward" in info
+
+
+def test_shep_reads_the_configured_position_slice(runs):
+    session, _ = runs["qmix", "shep"]
+    buf = session.buffer
+    tb = session.trajectory_batch(buf[:2])
+    torch.testing.assert_close(tb.positions, buf[:2]["obs"][..., 9:11].float())
+    assert tb.positions.shape == (2, buf.max_seq_length, 2, 2)
+
+
+def test_intrinsic_reward_is_added_to_the_stored_reward(runs):
+    """The bonus SHEP returns for a batch is added to exactly that batch's reward."""
+    session, _ = runs["vdn", "shep"]
+    batch = copy.deepcopy(session.buffer[:3])  # slices are views of the buffer
+    before = batch["reward"].clone()
+    plugin = session.pm.get_plugin("shep")
+    steps = plugin.env_steps
+    tb = session.collected(batch)  # adds in place
+    bonus = batch["reward"] - before
+    plugin.env_steps = steps
+    assert bonus.abs().sum() > 0
+    torch.testing.assert_close(tb.reward, batch["reward"].squeeze(-1))
+
+
+def _copies(session):
+    inner = session.learner.inner
+    inner.mac.init_hidden(1)  # drop hidden states that still hold an autograd graph
+    inner.target_mac.init_hidden(1)
+    logger, inner.logger = inner.logger, types.SimpleNamespace(log_stat=lambda *a, **k: None)
+    owner, inner.mac.learner = inner.mac.learner, None  # run.py sets mac.learner = learner
+    try:
+        return copy.deepcopy(inner), copy.deepcopy(inner)
+    finally:
+        inner.logger, inner.mac.learner = logger, owner
+
+
+def _params(learner):
+    out = [p.detach().clone() for p in learner.params]
+    out += [p.detach().clone() for p in learner.target_mac.parameters()]
+    if learner.mixer is not None:
+        out += [p.detach().clone() for p in learner.target_mixer.parameters()]
+    return out
+
+
+@pytest.mark.parametrize(
+    "case", [("qmix", "per"), ("vdn", "shep"), ("iql", "per")], ids=["qmix", "vdn", "iql"]
+)
+@pytest.mark.parametrize("variant", ["default", "no_double_q", "standardise_returns"])
+def test_unit_weights_give_the_hosts_own_update(runs, case, variant):
+    """Oracle: the host's QLearner.train. With all weights 1 the adapter's update gives the
+    same parameters, targets (hard update inside the loop) and TD errors."""
+    session, _ = runs[case]
+    host, mine = _copies(session)
+    for learner in (host, mine):
+        learner.args.target_update_interval_or_tau = 2
+        learner.args.prioritized_buffer = True  # the host then returns its masked TD^2
+        learner.args.double_q = variant != "no_double_q"
+        learner.args.standardise_returns = variant == "standardise_returns"
+        if variant == "standardise_returns":
+            from pymarlzooplus.components.standarize_stream import RunningMeanStd
+
+            learner.ret_ms = RunningMeanStd(shape=(learner.n_agents,), device="cpu")
+    buf = session.buffer
+    start = host.training_steps
+    for step, rows in enumerate(([0, 1, 2, 3], [4, 5, 6, 7], [1, 3, 5, 8])):
+        batch = buf[torch.tensor(rows).numpy()]
+        td2 = host.train(batch, t_env=step, episode_num=step)
+        td, mask = weighted_q_update(mine, batch, torch.ones(len(rows)), t_env=step)
+        torch.testing.assert_close(td**2, td2.reshape(td.shape))
+        assert mask.shape == td.shape[:2]
+        for a, b in zip(_params(host), _params(mine), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert host.training_steps == mine.training_steps == start + 3
+
+
+@pytest.mark.parametrize("case", [("qmix", "per"), ("iql", "per")], ids=["qmix", "iql"])
+def test_is_weights_enter_the_loss(runs, case):
+    """An episode with weight 0 cannot move the update: changing its rewards changes
+    nothing; with weight 1 it does."""
+    session, _ = runs[case]
+    buf = session.buffer
+    ids = torch.tensor([0, 1, 2, 3]).numpy()
+
+    def update(weights, bump):
+        _, learner = _copies(session)
+        learner.args.standardise_rewards = False  # its running stats see every reward
+        batch = buf[ids]
+        batch = copy.deepcopy(batch)
+        batch.data.transition_data["reward"][3] += bump
+        weighted_q_update(learner, batch, torch.tensor(weights), t_env=0)
+        return _params(learner)
+
+    zero = [1.0, 0.5, 1.0, 0.0]
+    for a, b in zip(update(zero, 0.0), update(zero, 5.0), strict=True):
+        torch.testing.assert_close(a, b)
+    one = [1.0, 0.5, 1.0, 1.0]
+    assert any(not torch.equal(a, b) for a, b in zip(update(one, 0.0), update(one, 5.0), strict=True))
+
+
+def test_sampled_weights_follow_the_plugins_closed_form(runs):
+    session, _ = runs["qmix", "per"]
+    sampler = session.pm.get_plugin("per").sampler
+    session.buffer.sample(4)
+    res = session.take_sample(4)
+    p = sampler.probabilities()[res.indices]
+    n = len(sampler)
+    beta = sampler.beta
+    p_min = sampler.probabilities().min()
+    torch.testing.assert_close(res.weights, ((n * p) ** -beta / (n * p_min) ** -beta).to(res.weights.dtype))
+
+
+def _saved_params(root: Path) -> dict[str, torch.Tensor]:
+    models = sorted(root.glob("results/sacred/**/models/*"), key=lambda p: int(p.name))[-1]
+    out = {}
+    for name in ("agent.th", "mixer.th"):
+        for k, v in torch.load(models / name).items():
+            out[f"{name}:{k}"] = v
+    return out
+
+
+def test_a_config_without_the_key_runs_the_host_unchanged(tmp_path):
+    """Same seed, same final parameters: installed-but-unused vs. not installed at all."""
+    hetplug_epymarl.uninstall()
+    assert not hasattr(prun.run_sequential, "__hetplug_original__")
+    (tmp_path / "plain").mkdir()
+    os.chdir(tmp_path / "plain")
+    run_host("qmix", None, t_max=300, save_model=True)
+    plain = _saved_params(tmp_path / "plain")
+    hetplug_epymarl.install("pymarlzooplus")
+    (tmp_path / "wrapped").mkdir()
+    os.chdir(tmp_path / "wrapped")
+    run_host("qmix", None, t_max=300, save_model=True)
+    wrapped = _saved_params(tmp_path / "wrapped")
+    assert plain.keys() == wrapped.keys()
+    for k in plain:
+        torch.testing.assert_close(plain[k], wrapped[k], rtol=0, atol=0)
+    # and with hetplug the parameters differ (the prioritised update really ran)
+    (tmp_path / "per").mkdir()
+    os.chdir(tmp_path / "per")
+    run_host("qmix", ["per"], t_max=300, save_model=True)
+    per = _saved_params(tmp_path / "per")
+    assert any(not torch.equal(plain[k], per[k]) for k in plain)
+
+
+def test_checkpoint_restores_priorities_and_episodes(tmp_path):
+    hetplug_epymarl.install("pymarlzooplus")
+    hp = {"plugins": ["shep"], "shep": SHEP}
+    run_host("qmix", hp, save_model=True)
+    first = hetplug_epymarl.last_session()
+    models = sorted(tmp_path.glob("results/sacred/**/models"))[-1]
+    # t_max below the saved step: the restored run loads and stops before training.
+    run_host("qmix", hp, t_max=100, checkpoint_path=str(models))
+    second = hetplug_epymarl.last_session()
+    assert second is not first and second.updates == first.updates
+    torch.testing.assert_close(second.priorities(), first.priorities())
+    for k, v in first.buffer.data.transition_data.items():
+        torch.testing.assert_close(second.buffer.data.transition_data[k], v)
+    a, b = first.pm.get_plugin("shep"), second.pm.get_plugin("shep")
+    assert a.env_steps == b.env_steps and a.sampler._sample_calls == b.sampler._sample_calls
+
+
+def test_loading_a_checkpoint_saved_without_hetplug_fails_clearly(tmp_path, capfd):
+    hetplug_epymarl.install("pymarlzooplus")
+    run_host("qmix", None, t_max=100, save_model=True)
+    models = sorted(tmp_path.glob("results/sacred/**/models"))[-1]
+    msg = "hetplug.th not found: the checkpoint was saved without hetplug"
+    run_fails(capfd, msg, "qmix", ["per"], t_max=50, checkpoint_path=str(models))
+
+
+BAD = [
+    (["prioritised"], "unknown hetplug plugin 'prioritised'"),
+    ({"plugins": ["per"], "per": {"alpah": 0.5}}, "unknown option per.alpah"),
+    ({"plugins": ["shep"], "shep": {"grid_shape": "big"}}, "grid_shape"),
+    (
+        {"plugins": ["shep"], "shep": {"positions": {"slice": [14, 16]}}},
+        r"hetplug.shep.positions.slice=\[14, 16\] is out of range: obs has 15",
+    ),
+]
+
+
+@pytest.mark.parametrize("hp,message", BAD, ids=["plugin", "option", "type", "slice"])
+def test_bad_configs_fail_before_training(hp, message, capfd):
+    hetplug_epymarl.install("pymarlzooplus")
+    before = hetplug_epymarl.last_session()
+    run_fails(capfd, message, "qmix", hp, t_max=100)
+    session = hetplug_epymarl.last_session()
+    assert session is before or (session.learner is None and session.updates == 0)
+    assert prun.ReplayBuffer.__module__.startswith("pymarlzooplus")  # host's class is back
+
+
+@pytest.mark.parametrize(
+    "hp,message",
+    [
+        ({"plugins": ["per"], "shep": {}}, "unknown key hetplug.shep"),
+        ({"plugins": "per", "per": [1]}, "hetplug.per must be a mapping"),
+        ({"plugins": []}, "hetplug.plugins must be a non-empty list"),
+        (3, "hetplug must be a list of plugin names or a mapping"),
+        (["hetdps"], "'hetdps' is not wired into the EPyMARL adapter yet"),
+        ({"plugins": ["shep"], "shep": {"positions": {"source": "info"}}}, "hetplug.shep.positions.source"),
+        ({"plugins": ["shep"], "shep": {"positions": {"slice": [2, 2]}}}, r"hetplug.shep.positions.slice"),
+        ({"plugins": ["shep"], "shep": {"positions": {"slice": [0, 3]}}}, "hetplug.shep.positions.dim"),
+        (
+            {"plugins": ["shep"], "shep": {"positions": {"sliced": [0, 2]}}},
+            "unknown key hetplug.shep.positions.sliced",
+        ),
+    ],
+)
+def test_settings_errors_name_the_key(hp, message):
+    with pytest.raises(ValueError, match=message):
+        parse_settings(hp)
+
+
+def test_on_policy_learner_with_a_prioritiser_is_refused(capfd):
+    hetplug_epymarl.install("pymarlzooplus")
+    run_fails(capfd, "needs the Q-learner .* learner='ppo_learner'", "mappo", ["per"], t_max=100)
+
+
+def test_host_prioritized_buffer_and_hetplug_are_exclusive(capfd):
+    hetplug_epymarl.install("pymarlzooplus")
+    run_fails(capfd, "prioritized_buffer=True", "qmix", ["per"], t_max=100, prioritized_buffer=True)
+
+
+def test_settings_forms():
+    assert parse_settings(None) is None and parse_settings([]) is None
+    s = parse_settings(["per"])
+    assert s.plugins == ("per",) and s.prioritiser == "per"
+    s = parse_settings(
+        {"plugins": ["shep"], "shep": {**SHEP, "opponents": {"source": "state", "slice": [0, 4]}}}
+    )
+    assert s.positions.slice == (9, 11) and s.opponents.source == "state"
+    assert "positions" not in s.options["shep"] and s.options["shep"]["grid_shape"] == (8, 8)
+
+
+# ---------------------------------------------------------------------- the launcher
+def _fake_src(root: Path) -> Path:
+    src = root / "src"
+    src.mkdir(parents=True)
+    (src / "main.py").write_text("")
+    (src / "run.py").write_text("")
+    return src
+
+
+def test_find_src_from_checkout_flag_and_env(tmp_path, monkeypatch):
+    src = _fake_src(tmp_path / "epymarl")
+    monkeypatch.delenv("HETPLUG_EPYMARL_SRC", raising=False)
+    assert find_src(None, cwd=tmp_path / "epymarl") == src.resolve()
+    assert find_src(None, cwd=src) == src.resolve()
+    assert find_src(str(tmp_path / "epymarl")) == src.resolve()
+    monkeypatch.setenv("HETPLUG_EPYMARL_SRC", str(src))
+    assert find_src(None, cwd=tmp_path) == src.resolve()
+    monkeypatch.delenv("HETPLUG_EPYMARL_SRC")
+    with pytest.raises(SystemExit, match="no EPyMARL src/.*--epymarl-src"):
+        find_src(None, cwd=tmp_path)
+
+
+# ---------------------------------------------------------------------- real EPyMARL
+EPYMARL = os.environ.get("HETPLUG_EPYMARL_SRC")
+needs_epymarl = pytest.mark.skipif(
+    not EPYMARL, reason="set HETPLUG_EPYMARL_SRC to an EPyMARL checkout's src/"
+)
+
+
+def _epymarl_run(
+    tmp_path, alg: str, hetplug_line: str | None, t_max: int = 400
+) -> subprocess.CompletedProcess:
+    src = find_src(EPYMARL)
+    base = (src / "config" / "algs" / f"{alg}.yaml").read_text()
+    name = f"hetplug_test_{alg}_{os.getpid()}"
+    path = src / "config" / "algs" / f"{name}.yaml"
+    path.write_text(base + (f"\nhetplug: {hetplug_line}\n" if hetplug_line else "\nhetplug: null\n"))
+    try:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hetplug_epymarl.cli",
+                "--epymarl-src",
+                str(src),
+                f"--config={name}",
+                "--env-config=gymma",
+                "with",
+                f"env_args.key={KEY}",
+                "env_args.time_limit=50",
+                f"t_max={t_max}",
+                "batch_size=4",
+                "buffer_size=16",
+                "test_interval=100000",
+                "log_interval=200",
+                "learner_log_interval=200",
+                "seed=1",
+                f"local_results_path={tmp_path}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+    finally:
+        path.unlink()
+
+
+@needs_epymarl
+@pytest.mark.parametrize(
+    "line",
+    [
+        "[per]",
+        "{plugins: [shep], shep: {positions: {source: obs, slice: [9, 11]}, grid_low: [0, 0], grid_high: [7, 7]}}",
+    ],
+    ids=["per", "shep"],
+)
+def test_real_epymarl_qmix_with_hetplug(tmp_path, line):
+    out = _epymarl_run(tmp_path, "qmix", line)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "hetplug_priority_mean" in out.stdout + out.stderr
+
+
+@needs_epymarl
+def test_real_epymarl_bad_plugin_fails_before_training(tmp_path):
+    out = _epymarl_run(tmp_path, "qmix", "[prioritised]")
+    text = out.stdout + out.stderr
+    assert "unknown hetplug plugin 'prioritised'" in text
+    assert "Beginning training" not in text
