@@ -453,3 +453,28 @@ def test_real_epymarl_bad_plugin_fails_before_training(tmp_path):
     text = out.stdout + out.stderr
     assert "unknown hetplug plugin 'prioritised'" in text
     assert "Beginning training" not in text
+
+
+# ---------------------------------------------------------------------- examples
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "epymarl"
+
+
+@pytest.mark.parametrize("name", ["qmix_per.yaml", "qmix_shep.yaml"])
+def test_example_configs_parse(name):
+    import yaml
+
+    config = yaml.safe_load((EXAMPLES / name).read_text())
+    s = parse_settings(config["hetplug"])
+    assert s.prioritiser in ("per", "shep") and config["learner"] == "q_learner"
+
+
+def test_pymarlzooplus_example_runs(capsys):
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import run_pymarlzooplus
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    run_pymarlzooplus.main(["--plugin", "shep", "--t-max", "450"])
+    assert "hetplug: {" in capsys.readouterr().out
+    session = hetplug_epymarl.last_session()
+    assert session.updates > 0 and session.settings.plugins == ("shep",)
