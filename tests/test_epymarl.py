@@ -19,7 +19,7 @@ import torch
 
 import hetplug_epymarl
 from hetplug_epymarl.cli import find_src
-from hetplug_epymarl.learner import weighted_q_update
+from hetplug_epymarl.learner import weighted_ppo_update, weighted_q_update
 from hetplug_epymarl.settings import parse_settings
 
 prun = pytest.importorskip("pymarlzooplus.run", reason="the test extra installs pymarlzooplus (README)")
@@ -87,6 +87,19 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted((p.parent for p in root.glob("results/sacred/**/info.json")), key=lambda p: int(p.name))
 
 
+CASES = [
+    ("qmix", "per"),
+    ("vdn", "shep"),
+    ("iql", "per"),
+    ("qmix", "shep"),
+    ("mappo", "shep"),
+    ("ippo", "per"),
+]
+#: on-policy runs: the buffer holds the current rollout (4 episodes, trained on once each
+#: iteration); the episode runner keeps the test free of worker processes
+ON_POLICY = {name: {"runner": "episode", "batch_size_run": 1, "buffer_size": 4} for name in ("mappo", "ippo")}
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One short run per (algorithm, plugin): QMIX+PER, VDN+SHEP, IQL+PER, QMIX+SHEP."""
@@ -98,9 +111,9 @@ def runs(tmp_path_factory):
     mp.chdir(root)
     out = {}
     try:
-        for config, plugin in [("qmix", "per"), ("vdn", "shep"), ("iql", "per"), ("qmix", "shep")]:
+        for config, plugin in CASES:
             hp = {"plugins": [plugin], **({"shep": SHEP} if plugin == "shep" else {})}
-            run_host(config, hp)
+            run_host(config, hp, **ON_POLICY.get(config, {}))
             info = json.loads((run_dirs(root)[-1] / "info.json").read_text())
             out[config, plugin] = (hetplug_epymarl.last_session(), info)
     finally:
@@ -108,15 +121,13 @@ def runs(tmp_path_factory):
     return out
 
 
-CASES = [("qmix", "per"), ("vdn", "shep"), ("iql", "per"), ("qmix", "shep")]
-
-
 @pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
 def test_priorities_are_per_episode_and_change(runs, case):
     session, info = runs[case]
     p = session.priorities()
-    assert p.numel() == session.buffer.episodes_in_buffer == 9  # 400 steps / 50 + 1 (host's <=)
-    assert session.updates == 9 - 4 + 1  # training starts once batch_size=4 episodes are stored
+    episodes = 9  # 400 steps / 50 + 1 (the host's loop runs while t_env <= t_max)
+    assert p.numel() == session.buffer.episodes_in_buffer == min(episodes, session.buffer.buffer_size)
+    assert session.updates == episodes - 4 + 1  # training starts once batch_size=4 episodes are stored
     # Updated priorities are |TD|-driven: not all equal to the initial max priority.
     assert torch.unique(p).numel() > 2
     assert session.pm.get_plugin(case[1]).sampler._sample_calls == session.updates
@@ -136,7 +147,7 @@ def test_shep_reads_the_configured_position_slice(runs):
     session, _ = runs["qmix", "shep"]
     buf = session.buffer
     tb = session.trajectory_batch(buf[:2])
-    torch.testing.assert_close(tb.positions, buf[:2]["obs"][..., 9:11].float())
+    torch.testing.assert_close(tb.positions, buf[:2]["obs"][..., 9:11].float(), rtol=0, atol=0)
     assert tb.positions.shape == (2, buf.max_seq_length, 2, 2)
 
 
@@ -147,17 +158,46 @@ def test_intrinsic_reward_is_added_to_the_stored_reward(runs):
     before = batch["reward"].clone()
     plugin = session.pm.get_plugin("shep")
     steps = plugin.env_steps
-    tb = session.collected(batch)  # adds in place
+    tb, copies = session.collected(batch)  # adds in place
+    assert copies == []  # group_her is off
     bonus = batch["reward"] - before
     plugin.env_steps = steps
     assert bonus.abs().sum() > 0
     torch.testing.assert_close(tb.reward, batch["reward"].squeeze(-1))
 
 
+def test_group_her_copies_are_stored_beside_the_originals(tmp_path):
+    """Every step qualifies (threshold below any Moran's I): each episode gets one copy
+    that ends at its first 3-step segment with the HER reward there."""
+    hetplug_epymarl.install("pymarlzooplus")
+    her = {
+        **SHEP,
+        "intrinsic_reward": False,
+        "group_her": True,
+        "her_moran_threshold": -2.0,
+        "her_min_length": 3,
+        "her_max_fraction": 1.0,
+        "her_reward": 1.0,
+    }
+    run_host("qmix", {"plugins": ["shep"], "shep": her}, t_max=200, buffer_size=32)
+    session = hetplug_epymarl.last_session()
+    episodes = 5  # 200 / 50 + 1
+    assert session.buffer.episodes_in_buffer == len(session.priorities()) == 2 * episodes
+    # The copy of episode 0 is in slot 1: its first segment is steps 0..2.
+    original, copy = session.buffer[0:1], session.buffer[1:2]
+    torch.testing.assert_close(copy["obs"], original["obs"], rtol=0, atol=0)
+    assert copy["filled"][0, :3].all() and not copy["filled"][0, 3:].any()
+    assert copy["terminated"][0, 2] == 1
+    bonus = copy["reward"] - original["reward"]
+    torch.testing.assert_close(bonus[0, 2], torch.ones(1))
+    torch.testing.assert_close(bonus[0, :2], torch.zeros(2, 1))
+
+
 def _copies(session):
     inner = session.learner.inner
-    inner.mac.init_hidden(1)  # drop hidden states that still hold an autograd graph
-    inner.target_mac.init_hidden(1)
+    for name in ("mac", "target_mac", "old_mac"):  # drop hidden states that hold a graph
+        if hasattr(inner, name):
+            getattr(inner, name).init_hidden(1)
     logger, inner.logger = inner.logger, types.SimpleNamespace(log_stat=lambda *a, **k: None)
     owner, inner.mac.learner = inner.mac.learner, None  # run.py sets mac.learner = learner
     try:
@@ -167,11 +207,12 @@ def _copies(session):
 
 
 def _params(learner):
-    out = [p.detach().clone() for p in learner.params]
-    out += [p.detach().clone() for p in learner.target_mac.parameters()]
-    if learner.mixer is not None:
-        out += [p.detach().clone() for p in learner.target_mixer.parameters()]
-    return out
+    """Every trained and target parameter of a host QLearner or PPOLearner."""
+    if hasattr(learner, "critic"):  # PPO
+        modules = [learner.mac, learner.old_mac, learner.critic, learner.target_critic]
+    else:
+        modules = [learner.mac, learner.target_mac, learner.mixer, getattr(learner, "target_mixer", None)]
+    return [p.detach().clone() for m in modules if m is not None for p in m.parameters()]
 
 
 @pytest.mark.parametrize(
@@ -205,7 +246,33 @@ def test_unit_weights_give_the_hosts_own_update(runs, case, variant):
     assert host.training_steps == mine.training_steps == start + 3
 
 
-@pytest.mark.parametrize("case", [("qmix", "per"), ("iql", "per")], ids=["qmix", "iql"])
+@pytest.mark.parametrize("variant", ["default", "standardise_returns"])
+def test_unit_weights_give_the_hosts_own_ppo_update(runs, variant):
+    """Oracle: the host's PPOLearner.train (4 epochs, clipped policy loss, n-step critic)."""
+    session, _ = runs["mappo", "shep"]
+    host, mine = _copies(session)
+    for learner in (host, mine):
+        learner.args.target_update_interval_or_tau = 2
+        learner.args.standardise_returns = variant == "standardise_returns"
+        if variant == "standardise_returns":
+            from pymarlzooplus.components.standarize_stream import RunningMeanStd
+
+            learner.ret_ms = RunningMeanStd(shape=(learner.n_agents,), device="cpu")
+    buf = session.buffer
+    start = host.critic_training_steps
+    for step, rows in enumerate(([0, 1, 2, 3], [3, 2, 1, 0], [1, 1, 2, 3])):
+        batch = buf[torch.tensor(rows).numpy()]
+        host.train(batch, t_env=step, episode_num=step)
+        td, mask = weighted_ppo_update(mine, batch, torch.ones(len(rows)), t_env=step)
+        assert td.shape == (*mask.shape, host.n_agents)
+        for a, b in zip(_params(host), _params(mine), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert host.critic_training_steps == mine.critic_training_steps == start + 3
+
+
+@pytest.mark.parametrize(
+    "case", [("qmix", "per"), ("iql", "per"), ("mappo", "shep")], ids=["qmix", "iql", "mappo"]
+)
 def test_is_weights_enter_the_loss(runs, case):
     """An episode with weight 0 cannot move the update: changing its rewards changes
     nothing; with weight 1 it does."""
@@ -219,7 +286,8 @@ def test_is_weights_enter_the_loss(runs, case):
         batch = buf[ids]
         batch = copy.deepcopy(batch)
         batch.data.transition_data["reward"][3] += bump
-        weighted_q_update(learner, batch, torch.tensor(weights), t_env=0)
+        update = weighted_ppo_update if case[0] == "mappo" else weighted_q_update
+        update(learner, batch, torch.tensor(weights), t_env=0)
         return _params(learner)
 
     zero = [1.0, 0.5, 1.0, 0.0]
@@ -342,9 +410,9 @@ def test_settings_errors_name_the_key(hp, message):
         parse_settings(hp)
 
 
-def test_on_policy_learner_with_a_prioritiser_is_refused(capfd):
+def test_other_learners_with_a_prioritiser_are_refused(capfd):
     hetplug_epymarl.install("pymarlzooplus")
-    run_fails(capfd, "needs the Q-learner .* learner='ppo_learner'", "mappo", ["per"], t_max=100)
+    run_fails(capfd, "needs the Q-learner .* learner='coma_learner'", "coma", ["per"], t_max=100)
 
 
 def test_host_prioritized_buffer_and_hetplug_are_exclusive(capfd):

@@ -41,10 +41,11 @@ def _check_learner(settings: Settings, args: Any, host: Host) -> type:
     cls = host.learners.get(name)
     if settings.prioritiser is None:
         return cls
-    if cls is None or not issubclass(cls, host.q_learner):
+    if cls is None or not (issubclass(cls, host.q_learner) or issubclass(cls, host.ppo_learner)):
         raise ValueError(
             f"hetplug.plugins: {settings.prioritiser!r} needs the Q-learner (learner: q_learner, as in "
-            f"iql, vdn, qmix); this config has learner={name!r}"
+            f"iql, vdn, qmix) or the PPO learner (learner: ppo_learner, as in ippo, mappo); "
+            f"this config has learner={name!r}"
         )
     if getattr(args, "prioritized_buffer", False):
         raise ValueError(
@@ -79,7 +80,7 @@ def install(host: str | None = None) -> Host:
         session = Session(settings, args, h.name)
 
         def make_learner(mac, scheme, log, largs):
-            session.learner = HetplugLearner(learner_cls(mac, scheme, log, largs), session)
+            session.learner = HetplugLearner(learner_cls(mac, scheme, log, largs), session, h)
             return session.learner
 
         saved = h.run.ReplayBuffer, h.learners[args.learner]

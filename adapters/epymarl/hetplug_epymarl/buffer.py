@@ -27,8 +27,13 @@ def make_buffer_class(base: type, session_getter) -> type:
             self.hetplug.attach_buffer(self)
 
         def insert_episode_batch(self, ep_batch) -> None:
+            tb, copies = self.hetplug.collected(ep_batch)
+            self._store(ep_batch, tb)
+            for copy, her in copies:  # Group-HER's relabelled episodes, beside the originals
+                self._store(copy, her)
+
+        def _store(self, ep_batch, tb) -> None:
             session = self.hetplug
-            tb = session.collected(ep_batch)
             if session.settings.prioritiser is None:
                 super().insert_episode_batch(ep_batch)
                 return

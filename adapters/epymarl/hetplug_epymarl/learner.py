@@ -1,5 +1,5 @@
-"""A learner that wraps EPyMARL's Q-learner (IQL, VDN, QMIX) to apply IS weights and
-feed TD errors back to the prioritiser.
+"""A learner that wraps EPyMARL's Q-learner (IQL, VDN, QMIX) or PPO learner (IPPO,
+MAPPO) to apply IS weights and feed TD errors back to the prioritiser.
 
 EPyMARL's ``QLearner.train`` keeps its TD errors local and averages the loss itself, so
 the weighted update is computed here, on the host learner's own objects (mac, target
@@ -9,8 +9,9 @@ mac, mixers, optimiser, running statistics), from the pymarl Q-learning formulas
     delta = Q_tot(s_t, u_t) - y_t                                             (per episode b)
     L     = sum_{b,t} w_b m_{b,t} delta_{b,t}^2 / sum_{b,t} m_{b,t}           (PER: w_b IS weight)
 
-With every ``w_b = 1`` it is the host's update; ``tests/test_epymarl.py`` checks that
-parameter for parameter against the host's own ``train``.
+and the PPO update likewise (:func:`weighted_ppo_update`). With every ``w_b = 1`` each is
+the host's update; ``tests/test_epymarl.py`` checks that parameter for parameter against
+the host's own ``train``.
 """
 
 from __future__ import annotations
@@ -102,14 +103,117 @@ def weighted_q_update(learner, batch, weights: torch.Tensor, t_env: int) -> tupl
     return masked.detach(), mask.squeeze(-1).bool()
 
 
+def _forward_steps(mac, batch) -> torch.Tensor:
+    """``[B, T-1, N, A]`` policy outputs of ``mac`` for every step but the last."""
+    mac.init_hidden(batch.batch_size)
+    return torch.stack([mac.forward(batch, t=t) for t in range(batch.max_seq_length - 1)], dim=1)
+
+
+def _critic_step(learner, batch, rewards, mask, w) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One critic update with the IS-weighted TD loss; returns the masked TD errors
+    ``G^(n)_t - V(s_t)`` (the advantages) before the step, and what the host logs."""
+    args = learner.args
+    with torch.no_grad():
+        target_vals = learner.target_critic(batch).squeeze(3)
+    standardise_returns = getattr(args, "standardise_returns", False)
+    if standardise_returns:
+        target_vals = target_vals * torch.sqrt(learner.ret_ms.var) + learner.ret_ms.mean
+    # n-step returns: the host's own method (its conventions for the last step)
+    returns = learner.nstep_returns(rewards, mask, target_vals, args.q_nstep)
+    if standardise_returns:
+        learner.ret_ms.update(returns)
+        returns = (returns - learner.ret_ms.mean) / torch.sqrt(learner.ret_ms.var)
+    v = learner.critic(batch)[:, :-1].squeeze(3)
+    masked = (returns.detach() - v) * mask
+    loss = (w * masked**2).sum() / mask.sum()
+    learner.critic_optimiser.zero_grad()
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(learner.critic_params, args.grad_norm_clip)
+    learner.critic_optimiser.step()
+    stats = {"critic_loss": loss, "critic_grad_norm": grad_norm, "td": masked, "v": v, "returns": returns}
+    return masked, {k: t.detach() for k, t in stats.items()}
+
+
+def weighted_ppo_update(
+    learner, batch, weights: torch.Tensor, t_env: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``args.epochs`` PPO epochs of ``learner`` (the host's PPOLearner) with per-episode
+    IS weights in both the clipped policy loss and the critic's TD loss:
+
+        L_pi = -sum w_b m [min(rho A, clip(rho, 1-eps, 1+eps) A) + c_H H(pi)] / sum m
+        L_V  =  sum w_b m (G^(n) - V)^2 / sum m
+
+    Returns ``(masked critic TD [B, T-1, N], mask [B, T-1])`` of the last epoch.
+    """
+    args = learner.args
+    n = learner.n_agents
+    rewards = batch["reward"][:, :-1]
+    actions = batch["actions"][:, :-1]
+    terminated = batch["terminated"][:, :-1].float()
+    mask = batch["filled"][:, :-1].float()
+    mask[:, 1:] = mask[:, 1:] * (1 - terminated[:, :-1])
+    if getattr(args, "standardise_rewards", False):
+        learner.rew_ms.update(rewards)
+        rewards = (rewards - learner.rew_ms.mean) / torch.sqrt(learner.rew_ms.var)
+    step_mask = mask.squeeze(-1).bool()
+    mask = mask.repeat(1, 1, n)
+    w = weights.to(mask.device, mask.dtype).reshape(-1, 1, 1)
+
+    with torch.no_grad():
+        old_pi = _forward_steps(learner.old_mac, batch)
+        old_pi[mask == 0] = 1.0
+        old_log_pi = torch.log(torch.gather(old_pi, dim=3, index=actions).squeeze(3) + 1e-10)
+
+    for _ in range(args.epochs):
+        pi = _forward_steps(learner.mac, batch)
+        advantages, critic = _critic_step(learner, batch, rewards, mask, w)
+        advantages = advantages.detach()
+        pi[mask == 0] = 1.0
+        log_pi = torch.log(torch.gather(pi, dim=3, index=actions).squeeze(3) + 1e-10)
+        ratios = torch.exp(log_pi - old_log_pi)
+        surr1 = ratios * advantages
+        surr2 = torch.clamp(ratios, 1 - args.eps_clip, 1 + args.eps_clip) * advantages
+        entropy = -torch.sum(pi * torch.log(pi + 1e-10), dim=-1)
+        pg_loss = -(w * (torch.min(surr1, surr2) + args.entropy_coef * entropy) * mask).sum() / mask.sum()
+        learner.agent_optimiser.zero_grad()
+        pg_loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(learner.agent_params, args.grad_norm_clip)
+        learner.agent_optimiser.step()
+
+    learner.old_mac.load_state(learner.mac)
+    learner.critic_training_steps += 1
+    tau = args.target_update_interval_or_tau
+    if tau > 1 and (learner.critic_training_steps - learner.last_target_update_step) / tau >= 1.0:
+        learner._update_targets_hard()
+        learner.last_target_update_step = learner.critic_training_steps
+    elif tau <= 1.0:
+        learner._update_targets_soft(tau)
+
+    if t_env - learner.log_stats_t >= args.learner_log_interval:
+        m = mask.sum().item()
+        log = learner.logger.log_stat
+        log("critic_loss", critic["critic_loss"].item(), t_env)
+        log("critic_grad_norm", critic["critic_grad_norm"].item(), t_env)
+        log("td_error_abs", critic["td"].abs().sum().item() / m, t_env)
+        log("q_taken_mean", (critic["v"] * mask).sum().item() / m, t_env)
+        log("target_mean", (critic["returns"] * mask).sum().item() / m, t_env)
+        log("advantage_mean", (advantages * mask).sum().item() / m, t_env)
+        log("pg_loss", pg_loss.item(), t_env)
+        log("agent_grad_norm", grad_norm.item(), t_env)
+        log("pi_max", (pi.max(dim=-1)[0] * mask).sum().item() / m, t_env)
+        learner.log_stats_t = t_env
+    return advantages, step_mask
+
+
 class HetplugLearner:
     """Any host learner with hetplug around it: a prioritised sample gets the weighted
     Q-learning update below; every other attribute
     (mac, mixer, cuda, ...) is the host learner's."""
 
-    def __init__(self, inner, session: Session) -> None:
+    def __init__(self, inner, session: Session, host) -> None:
         self.inner = inner
         self.session = session
+        self._update = weighted_ppo_update if isinstance(inner, host.ppo_learner) else weighted_q_update
         self._log_t = -int(getattr(inner.args, "learner_log_interval", 0)) - 1
 
     def __getattr__(self, name: str) -> Any:
@@ -122,7 +226,7 @@ class HetplugLearner:
             out = self.inner.train(batch, t_env, episode_num, *args, **kwargs)
         else:
             out = None
-            td, mask = weighted_q_update(self.inner, batch, sample.weights, t_env)
+            td, mask = self._update(self.inner, batch, sample.weights, t_env)
             session.pm.hook.hetplug_update_priorities(indices=sample.indices, td_error=td, mask=mask)
         session.after_update()
         if t_env - self._log_t >= self.inner.args.learner_log_interval:

@@ -87,6 +87,7 @@ class Session:
         """EPyMARL ``EpisodeBatch`` ``[B, T]`` -> plain tensors on the plugins' device."""
         dev = self.spec.device
         n = self.spec.n_agents
+        B, T = ep_batch.batch_size, ep_batch.max_seq_length
         s = self.settings
         reward = ep_batch["reward"]
         reward = reward.squeeze(-1) if reward.shape[-1] == 1 else reward
@@ -104,19 +105,29 @@ class Session:
             actions=ep_batch["actions"].squeeze(-1).long().to(dev),
             positions=positions,
             opponent_positions=opponents,
+            # the source row travels with Group-HER's relabelled copies
+            extra={"hetplug_row": torch.arange(B, device=dev).unsqueeze(1).expand(B, T)},
         )
 
-    def collected(self, ep_batch) -> hetplug.TrajectoryBatch:
+    def collected(self, ep_batch) -> tuple[hetplug.TrajectoryBatch, list]:
         """trajectories_collected: descriptors, and the intrinsic reward added in place to
-        ``ep_batch``'s reward (so EPyMARL trains on it). Returns the (updated) batch."""
+        ``ep_batch``'s reward (so EPyMARL trains on it).
+
+        Returns the (updated) batch and the relabelled copies to store beside it (Group-HER),
+        as ``[(EpisodeBatch, TrajectoryBatch)]``.
+        """
         tb = self.trajectory_batch(ep_batch)
         intrinsic = None
+        relabelled = []
         for res in self.pm.hook.hetplug_trajectories_collected(batch=tb):
             if res is None:
                 continue
             self.metrics.update({k: v for k, v in res.metrics.items() if _is_scalar(v)})
             if res.intrinsic_reward is not None:
                 intrinsic = res.intrinsic_reward if intrinsic is None else intrinsic + res.intrinsic_reward
+            if res.extra_trajectories is not None:
+                relabelled.append(res.extra_trajectories)
+        copies = [(self._episode_copy(ep_batch, tb, her), her) for her in relabelled]
         if intrinsic is not None:
             bonus = (intrinsic * tb.mask).to(tb.reward.dtype)
             # tb.reward may be a view of the host's reward: build the new one first.
@@ -124,7 +135,25 @@ class Session:
             reward = ep_batch.data.transition_data["reward"]
             reward += bonus.reshape(*bonus.shape, *([1] * (reward.dim() - 2))).to(reward.device, reward.dtype)
             self.metrics["intrinsic_reward"] = bonus.sum() / tb.mask.sum().clamp_min(1)
-        return tb
+            for copy, her in copies:  # the copies get their source rows' intrinsic reward too
+                rows = her.extra["hetplug_row"][:, 0]
+                r = copy.data.transition_data["reward"]
+                r += bonus[rows].reshape(*r.shape[:2], *([1] * (r.dim() - 2))).to(r.device, r.dtype)
+        return tb, copies
+
+    @staticmethod
+    def _episode_copy(ep_batch, tb: hetplug.TrajectoryBatch, her: hetplug.TrajectoryBatch):
+        """An EPyMARL EpisodeBatch of Group-HER's copies: the source episodes with the
+        relabelled reward, termination and mask."""
+        rows = her.extra["hetplug_row"][:, 0]
+        copy = ep_batch[rows.cpu().numpy()]  # fancy indexing: new tensors
+        data = copy.data.transition_data
+        her_bonus = her.reward - tb.reward[rows]  # [B', T(, N)]: only what relabelling added
+        r = data["reward"]
+        r += her_bonus.reshape(*r.shape[:2], -1).to(r.device, r.dtype)
+        data["terminated"].copy_(her.done.reshape(data["terminated"].shape).to(data["terminated"].dtype))
+        data["filled"].copy_(her.mask.reshape(data["filled"].shape).to(data["filled"].dtype))
+        return copy
 
     # ------------------------------------------------------------------ learner side
     def take_sample(self, batch_size: int) -> hetplug.SampleResult | None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import hetplug
 
-#: plugin names the adapter wires into EPyMARL's Q-learner today
+#: plugin names the adapter wires into EPyMARL's Q-learner and PPO learner today
 PRIORITISERS = ("per", "shep")
 #: built-in plugins whose EPyMARL wiring is not written yet (refused with a clear error)
 NOT_YET = ("lbs", "shppo", "hetdps")
