@@ -58,11 +58,31 @@ def _check_learner(settings: Settings, args: Any, host: Host) -> type:
     return cls
 
 
+def _check_mac(settings: Settings, args: Any, host: Host) -> type:
+    """The mac class for this run: the host's, or for ``hetdps`` its slot-agent subclass."""
+    from hetplug.sharing.plugin import HetDPSConfig
+    from hetplug_epymarl.slot_agent import slot_mac_class
+
+    mac = getattr(args, "mac", None)
+    cls = host.macs.get(mac)
+    if "hetdps" not in settings.plugins:
+        return cls
+    agent = getattr(args, "agent", None)
+    if mac != "basic_mac" or agent != "rnn":
+        raise ValueError(
+            f"hetplug.plugins: 'hetdps' regroups the parameter-shared rnn agent (mac: basic_mac, "
+            f"agent: rnn); this config has mac={mac!r}, agent={agent!r}"
+        )
+    config = HetDPSConfig(**settings.options.get("hetdps", {}))
+    return slot_mac_class(cls, config.n_slots, config.start)
+
+
 def install(host: str | None = None) -> Host:
     """Wrap the host's ``run_sequential`` (idempotent). Returns the host handles."""
     from hetplug_epymarl.buffer import make_buffer_class
     from hetplug_epymarl.learner import HetplugLearner
     from hetplug_epymarl.session import Session
+    from hetplug_epymarl.slot_agent import bind_slots
 
     h = load_host(host)
     original = h.run.run_sequential
@@ -77,20 +97,24 @@ def install(host: str | None = None) -> Host:
         if settings is None:
             return original(args, logger, *rest, **kwargs)
         learner_cls = _check_learner(settings, args, h)
+        mac_cls = _check_mac(settings, args, h)
         session = Session(settings, args, h.name)
 
         def make_learner(mac, scheme, log, largs):
             session.learner = HetplugLearner(learner_cls(mac, scheme, log, largs), session, h)
+            if "hetdps" in settings.plugins:
+                bind_slots(session.pm.get_plugin("hetdps"), session.learner.inner)
             return session.learner
 
-        saved = h.run.ReplayBuffer, h.learners[args.learner]
+        saved = h.run.ReplayBuffer, h.learners[args.learner], h.macs[args.mac]
         _ACTIVE["session"] = _ACTIVE["last"] = session
         h.run.ReplayBuffer = buffer_class
         h.learners[args.learner] = make_learner
+        h.macs[args.mac] = mac_cls
         try:
             return original(args, logger, *rest, **kwargs)
         finally:
-            h.run.ReplayBuffer, h.learners[args.learner] = saved
+            h.run.ReplayBuffer, h.learners[args.learner], h.macs[args.mac] = saved
             _ACTIVE["session"] = None
 
     run_sequential.__hetplug_original__ = original

@@ -23,6 +23,7 @@ class Host:
     replay_buffer: type = field(repr=False)  # the host's ReplayBuffer class
     q_learner: type = field(repr=False)  # the host's QLearner class (IQL, VDN, QMIX)
     ppo_learner: type = field(repr=False)  # the host's PPOLearner class (IPPO, MAPPO)
+    macs: dict = field(repr=False)  # the controller (mac) registry
 
 
 def _epymarl_importable() -> bool:
@@ -55,8 +56,17 @@ def load_host(name: str | None = None) -> Host:
         buffers = importlib.import_module(prefix + "components.episode_buffer")
         q_module = importlib.import_module(prefix + "learners.q_learner")
         ppo_module = importlib.import_module(prefix + "learners.ppo_learner")
+        controllers = importlib.import_module(prefix + "controllers")
     except ImportError as err:
         raise ValueError(f"host {name!r} is not importable: {err}") from err
     if not hasattr(run, "run_sequential") or not hasattr(learners, "REGISTRY"):
         raise ValueError(f"host {name!r}: module {run.__name__} is not EPyMARL's run module ({run.__file__})")
-    return Host(name, run, learners.REGISTRY, buffers.ReplayBuffer, q_module.QLearner, ppo_module.PPOLearner)
+    return Host(
+        name,
+        run,
+        learners.REGISTRY,
+        buffers.ReplayBuffer,
+        q_module.QLearner,
+        ppo_module.PPOLearner,
+        controllers.REGISTRY,
+    )

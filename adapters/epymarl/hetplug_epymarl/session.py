@@ -54,6 +54,8 @@ class Session:
         self.generator: torch.Generator | None = None
         self.last_sample: hetplug.SampleResult | None = None
         self.updates = 0
+        #: HetDPS regroupings: ``[(update, agent -> slot)]``
+        self.plans: list[tuple[int, tuple[int, ...]]] = []
         #: latest scalar metrics, logged by the learner through EPyMARL's logger
         self.metrics: dict[str, float | torch.Tensor] = {}
 
@@ -171,6 +173,8 @@ class Session:
         for out in self.pm.hook.hetplug_after_update(update=self.updates):
             if out:
                 self.metrics.update({k: v for k, v in out.items() if _is_scalar(v)})
+                if "hetdps/plan" in out:  # agent -> network after this regrouping
+                    self.plans.append((self.updates, out["hetdps/plan"].assignment))
 
     def priorities(self) -> torch.Tensor:
         """``[stored]`` trajectory priorities of the ``per``/``shep`` plugin."""

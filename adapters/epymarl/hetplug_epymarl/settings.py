@@ -26,7 +26,7 @@ import hetplug
 #: plugin names the adapter wires into EPyMARL's Q-learner and PPO learner today
 PRIORITISERS = ("per", "shep")
 #: built-in plugins whose EPyMARL wiring is not written yet (refused with a clear error)
-NOT_YET = ("lbs", "shppo", "hetdps")
+NOT_YET = ("lbs", "shppo")
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def parse_settings(value: Any) -> Settings | None:
         if name in NOT_YET:
             raise ValueError(
                 f"hetplug.plugins: {name!r} is not wired into the EPyMARL adapter yet; "
-                f"available here: {', '.join(PRIORITISERS)} (and third-party plugins)"
+                f"available here: {', '.join(PRIORITISERS)}, hetdps (and third-party plugins)"
             )
     options: dict[str, dict[str, Any]] = {}
     positions, opponents = SliceSource(), None
