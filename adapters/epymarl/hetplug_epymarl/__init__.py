@@ -39,14 +39,17 @@ def _current_session():
 def _check_learner(settings: Settings, args: Any, host: Host) -> type:
     name = getattr(args, "learner", None)
     cls = host.learners.get(name)
-    if settings.prioritiser is None:
+    needs = settings.prioritiser or ("hetdps" if "hetdps" in settings.plugins else None)
+    if needs is None:
         return cls
     if cls is None or not (issubclass(cls, host.q_learner) or issubclass(cls, host.ppo_learner)):
         raise ValueError(
-            f"hetplug.plugins: {settings.prioritiser!r} needs the Q-learner (learner: q_learner, as in "
+            f"hetplug.plugins: {needs!r} needs the Q-learner (learner: q_learner, as in "
             f"iql, vdn, qmix) or the PPO learner (learner: ppo_learner, as in ippo, mappo); "
             f"this config has learner={name!r}"
         )
+    if settings.prioritiser is None:
+        return cls
     if getattr(args, "prioritized_buffer", False):
         raise ValueError(
             "prioritized_buffer=True: the host's own prioritised buffer and hetplug's "
