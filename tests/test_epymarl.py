@@ -4,6 +4,7 @@ $HETPLUG_EPYMARL_SRC points at one (see the end of this file)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -102,24 +103,30 @@ CASES = [
 ON_POLICY = {name: {"runner": "episode", "batch_size_run": 1, "buffer_size": 4} for name in ("mappo", "ippo")}
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """One short run per (algorithm, plugin): QMIX+PER, VDN+SHEP, IQL+PER, QMIX+SHEP."""
+@contextlib.contextmanager
+def host_in(root: Path):
+    """Module-scoped runs: the same fast-host patches as ``_fast_host``, in ``root``."""
     hetplug_epymarl.install("pymarlzooplus")
     mp = pytest.MonkeyPatch()
-    root = tmp_path_factory.mktemp("runs")
     mp.setattr(prun, "time", types.SimpleNamespace(time=time.time, sleep=lambda s: None))
     mp.setattr(prun, "plot_single_experiment_results", lambda *a, **k: None)
     mp.chdir(root)
-    out = {}
     try:
+        yield root
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One short run per (algorithm, plugin): QMIX+PER, VDN+SHEP, IQL+PER, QMIX+SHEP, ..."""
+    out = {}
+    with host_in(tmp_path_factory.mktemp("runs")) as root:
         for config, plugin in CASES:
             hp = {"plugins": [plugin], **({"shep": SHEP} if plugin == "shep" else {})}
             run_host(config, hp, **ON_POLICY.get(config, {}))
             info = json.loads((run_dirs(root)[-1] / "info.json").read_text())
             out[config, plugin] = (hetplug_epymarl.last_session(), info)
-    finally:
-        mp.undo()
     return out
 
 
@@ -588,18 +595,11 @@ def test_slot_agent_with_one_slot_is_the_hosts_rnn_agent():
 
 @pytest.fixture(scope="module")
 def hetdps_runs(tmp_path_factory):
-    hetplug_epymarl.install("pymarlzooplus")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(prun, "time", types.SimpleNamespace(time=time.time, sleep=lambda s: None))
-    mp.setattr(prun, "plot_single_experiment_results", lambda *a, **k: None)
-    mp.chdir(tmp_path_factory.mktemp("hetdps"))
     out = {}
-    try:
+    with host_in(tmp_path_factory.mktemp("hetdps")):
         for config in ("qmix", "mappo"):
             run_host(config, {"plugins": ["hetdps"], "hetdps": HETDPS}, key=KEY3, **ON_POLICY.get(config, {}))
             out[config] = hetplug_epymarl.last_session()
-    finally:
-        mp.undo()
     return out
 
 
@@ -655,5 +655,113 @@ def test_hetdps_split_is_applied_in_place(hetdps_runs, config):
 
 def test_hetdps_needs_the_parameter_shared_rnn_agent(capfd):
     hetplug_epymarl.install("pymarlzooplus")
-    run_fails(capfd, r"'hetdps' regroups the parameter-shared rnn agent .* mac='non_shared_mac'",
+    run_fails(capfd, r"'hetdps' replaces the parameter-shared rnn agent .* mac='non_shared_mac'",
               "qmix_ns", ["hetdps"], t_max=100)  # fmt: skip
+
+
+# ---------------------------------------------------------------------- SHPPO
+@pytest.fixture(scope="module")
+def shppo_run(tmp_path_factory):
+    with host_in(tmp_path_factory.mktemp("shppo")) as root:
+        run_host("mappo", {"plugins": ["shppo"], "shppo": {"latent_dim": 2}}, key=KEY3, save_model=True,
+                 **ON_POLICY["mappo"])  # fmt: skip
+        info = json.loads((run_dirs(root)[-1] / "info.json").read_text())
+    return hetplug_epymarl.last_session(), info, root
+
+
+def test_shppo_agent_replaces_rnn_and_logs_latent_losses(shppo_run):
+    from hetplug_epymarl.shppo_agent import SHPPOAgent
+
+    session, info, _ = shppo_run
+    agent = session.learner.inner.mac.agent
+    assert isinstance(agent, SHPPOAgent) and agent.latent_net.latent_dim == 2
+    assert session.pm.get_plugin("shppo").latent_net is agent.latent_net
+    for name in ("latent_loss", "inference_loss", "entropy", "distance", "value"):
+        assert f"hetplug_shppo_{name}" in info
+    assert session.metrics["shppo/distance"] > 0  # three agents: their latents are spread
+
+
+def test_shppo_latent_net_is_trained_by_the_plugin_only(shppo_run):
+    """The host's PPO update leaves the LatentNet alone (eq. 13, latents detached) and
+    trains the shared actor; the plugin's step then moves the LatentNet."""
+    session, _, _ = shppo_run
+    host, _ = _copies(session)
+    batch = session.buffer[torch.tensor([0, 1, 2, 3]).numpy()]
+    latent = [p.detach().clone() for p in host.mac.agent.latent_net.parameters()]
+    actor = [p.detach().clone() for p in host.mac.agent.actor.parameters()]
+    host.train(batch, t_env=0, episode_num=0)
+    for a, b in zip(latent, host.mac.agent.latent_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)
+    assert any(
+        not torch.equal(a, b.detach()) for a, b in zip(actor, host.mac.agent.actor.parameters(), strict=True)
+    )
+    live = session.learner.inner.mac.agent.latent_net
+    before = [p.detach().clone() for p in live.parameters()]
+    session.auxiliary(batch, session.learner.inner.mac)
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, live.parameters(), strict=True))
+
+
+def test_shppo_agents_get_their_own_generated_weights(shppo_run):
+    """The same input through the HeteLayer with two agents' latents gives two outputs; the
+    shared layers are one set of weights."""
+    session, _, _ = shppo_run
+    agent = session.learner.inner.mac.agent
+    x = torch.randn(1, 3, agent.actor.obs_dim).expand(1, 3, -1)
+    h = torch.zeros(1, 3, agent.hidden_dim)
+    out, _ = agent(x.reshape(3, -1), h)
+    mu, _ = agent.latent_net(x, h)
+    ref, _ = agent.actor(x, mu, h)
+    torch.testing.assert_close(out, ref.reshape(3, -1))
+    mu_alt = mu.clone()
+    mu_alt[0, 1] = mu[0, 0] + 1.0
+    alt, _ = agent.actor(x, mu_alt, h)
+    assert not torch.allclose(alt[0, 1], ref[0, 1]) and torch.equal(alt[0, 0], ref[0, 0])
+
+
+def test_shppo_state_is_restored_from_a_checkpoint(shppo_run, tmp_path):
+    first, _, root = shppo_run
+    models = sorted(root.glob("results/sacred/**/models"))[-1]
+    hetplug_epymarl.install("pymarlzooplus")
+    run_host("mappo", {"plugins": ["shppo"], "shppo": {"latent_dim": 2}}, key=KEY3, t_max=100,
+             checkpoint_path=str(models), **ON_POLICY["mappo"])  # fmt: skip
+    second = hetplug_epymarl.last_session()
+    saved_dir = sorted(models.iterdir(), key=lambda p: int(p.name))[-1]
+    saved = torch.load(saved_dir / "hetplug.th", weights_only=False)["plugins"]["shppo"]
+    plugin = second.pm.get_plugin("shppo")
+    for k, v in plugin.inference.state_dict().items():
+        torch.testing.assert_close(v, saved["inference"][k], rtol=0, atol=0)
+    assert plugin._latent_opt.state_dict()["state"].keys() == saved["latent_optimizer"]["state"].keys()
+    agent = torch.load(saved_dir / "agent.th")
+    for k, v in plugin.latent_net.state_dict().items():
+        torch.testing.assert_close(v, agent[f"latent_net.{k}"], rtol=0, atol=0)
+    assert first is not second and second.updates == int(
+        torch.load(saved_dir / "hetplug.th", weights_only=False)["updates"]
+    )
+
+
+@pytest.mark.parametrize(
+    "config,hp,message",
+    [
+        ("qmix", ["shppo"], "'shppo' is an actor for the PPO learner"),
+        ("mappo_ns", ["shppo"], "'shppo' replaces the parameter-shared rnn agent"),
+    ],
+)
+def test_shppo_bad_configs_fail_before_training(capfd, config, hp, message):
+    hetplug_epymarl.install("pymarlzooplus")
+    run_fails(capfd, message, config, hp, t_max=100, **ON_POLICY.get(config.removesuffix("_ns"), {}))
+
+
+@pytest.mark.parametrize(
+    "hp,message",
+    [
+        (
+            {"plugins": ["shppo"], "shppo": {"latent_dim": 0}},
+            "hetplug.shppo.latent_dim must be an integer >= 1",
+        ),
+        (["shppo", "hetdps"], "'hetdps' and 'shppo' both replace the rnn agent"),
+        ({"plugins": ["shppo"], "shppo": {"lambda_e": -1.0}}, "lambda_e"),
+    ],
+)
+def test_shppo_settings_errors(hp, message):
+    with pytest.raises(ValueError, match=message):
+        parse_settings(hp)

@@ -39,7 +39,7 @@ def _current_session():
 def _check_learner(settings: Settings, args: Any, host: Host) -> type:
     name = getattr(args, "learner", None)
     cls = host.learners.get(name)
-    needs = settings.prioritiser or ("hetdps" if "hetdps" in settings.plugins else None)
+    needs = settings.prioritiser or next((p for p in ("hetdps", "shppo") if p in settings.plugins), None)
     if needs is None:
         return cls
     if cls is None or not (issubclass(cls, host.q_learner) or issubclass(cls, host.ppo_learner)):
@@ -64,18 +64,28 @@ def _check_learner(settings: Settings, args: Any, host: Host) -> type:
 def _check_mac(settings: Settings, args: Any, host: Host) -> type:
     """The mac class for this run: the host's, or for ``hetdps`` its slot-agent subclass."""
     from hetplug.sharing.plugin import HetDPSConfig
+    from hetplug_epymarl.shppo_agent import shppo_mac_class
     from hetplug_epymarl.slot_agent import slot_mac_class
 
     mac = getattr(args, "mac", None)
     cls = host.macs.get(mac)
-    if "hetdps" not in settings.plugins:
+    name = next((p for p in ("hetdps", "shppo") if p in settings.plugins), None)
+    if name is None:
         return cls
     agent = getattr(args, "agent", None)
     if mac != "basic_mac" or agent != "rnn":
         raise ValueError(
-            f"hetplug.plugins: 'hetdps' regroups the parameter-shared rnn agent (mac: basic_mac, "
+            f"hetplug.plugins: {name!r} replaces the parameter-shared rnn agent (mac: basic_mac, "
             f"agent: rnn); this config has mac={mac!r}, agent={agent!r}"
         )
+    if name == "shppo":
+        learner = host.learners.get(getattr(args, "learner", None))
+        if learner is None or not issubclass(learner, host.ppo_learner):
+            raise ValueError(
+                "hetplug.plugins: 'shppo' is an actor for the PPO learner (mappo, ippo); this config "
+                f"has learner={getattr(args, 'learner', None)!r}"
+            )
+        return shppo_mac_class(cls, **{"latent_dim": 3, "decoder_hidden": 64, **settings.shppo_agent})
     config = HetDPSConfig(**settings.options.get("hetdps", {}))
     return slot_mac_class(cls, config.n_slots, config.start)
 
@@ -107,6 +117,8 @@ def install(host: str | None = None) -> Host:
             session.learner = HetplugLearner(learner_cls(mac, scheme, log, largs), session, h)
             if "hetdps" in settings.plugins:
                 bind_slots(session.pm.get_plugin("hetdps"), session.learner.inner)
+            if "shppo" in settings.plugins:
+                session.pm.get_plugin("shppo").bind(session.learner.inner.mac.agent.latent_net)
             return session.learner
 
         saved = h.run.ReplayBuffer, h.learners[args.learner], h.macs[args.mac]

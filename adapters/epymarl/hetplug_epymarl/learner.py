@@ -228,6 +228,7 @@ class HetplugLearner:
             out = None
             td, mask = self._update(self.inner, batch, sample.weights, t_env)
             session.pm.hook.hetplug_update_priorities(indices=sample.indices, td_error=td, mask=mask)
+        session.auxiliary(batch, self.inner.mac)
         session.after_update()
         if t_env - self._log_t >= self.inner.args.learner_log_interval:
             for name, value in session.scalar_metrics().items():

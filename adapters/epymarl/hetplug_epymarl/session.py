@@ -168,6 +168,27 @@ class Session:
             )
         return sample
 
+    def auxiliary(self, batch, mac) -> None:
+        """auxiliary_losses (SHPPO's latent losses) on the batch the learner just trained on,
+        with the agent inputs and memories the LatentNet saw while acting."""
+        if not self.pm.hook.hetplug_auxiliary_losses.get_hookimpls():
+            return
+        from hetplug_epymarl.shppo_agent import agent_inputs_and_memory
+
+        inputs, memory = agent_inputs_and_memory(mac, batch)
+        reward = batch["reward"]
+        tb = hetplug.TrajectoryBatch(
+            reward=(reward.squeeze(-1) if reward.shape[-1] == 1 else reward).float(),
+            mask=batch["filled"].squeeze(-1).bool(),
+            done=batch["terminated"].squeeze(-1).bool(),
+            obs=inputs,
+            state=batch["state"],
+            extra={"hidden_state": memory},
+        )
+        for out in self.pm.hook.hetplug_auxiliary_losses(batch=tb, update=self.updates + 1):
+            if out:
+                self.metrics.update({k: v for k, v in out.items() if _is_scalar(v)})
+
     def after_update(self) -> None:
         self.updates += 1
         for out in self.pm.hook.hetplug_after_update(update=self.updates):

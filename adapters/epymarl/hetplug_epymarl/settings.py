@@ -8,6 +8,7 @@ Two forms are accepted::
       shep: {positions: {source: obs, slice: [9, 11]}, grid_shape: [8, 8],
              grid_low: [0, 0], grid_high: [7, 7]}
 
+``latent_dim`` and ``decoder_hidden`` inside ``shppo`` size the SHPPO agent (3 and 64).
 ``positions`` and ``opponents`` inside ``shep`` tell the adapter where SHEP's agent
 positions are in EPyMARL's batch (it has no positions of its own, FACTS.md): a
 ``[start, stop]`` slice of every agent's observation (``source: obs``) or of the global
@@ -26,7 +27,9 @@ import hetplug
 #: plugin names the adapter wires into EPyMARL's Q-learner and PPO learner today
 PRIORITISERS = ("per", "shep")
 #: built-in plugins whose EPyMARL wiring is not written yet (refused with a clear error)
-NOT_YET = ("lbs", "shppo")
+NOT_YET = ("lbs",)
+#: options under ``shppo`` that size the SHPPO agent (the rest configure the plugin)
+SHPPO_AGENT_OPTIONS = ("latent_dim", "decoder_hidden")
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class Settings:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     positions: SliceSource = field(default_factory=SliceSource)
     opponents: SliceSource | None = None
+    shppo_agent: dict[str, int] = field(default_factory=dict)
 
     @property
     def prioritiser(self) -> str | None:
@@ -134,10 +138,11 @@ def parse_settings(value: Any) -> Settings | None:
         if name in NOT_YET:
             raise ValueError(
                 f"hetplug.plugins: {name!r} is not wired into the EPyMARL adapter yet; "
-                f"available here: {', '.join(PRIORITISERS)}, hetdps (and third-party plugins)"
+                f"available here: {', '.join(PRIORITISERS)}, hetdps, shppo (and third-party plugins)"
             )
     options: dict[str, dict[str, Any]] = {}
     positions, opponents = SliceSource(), None
+    shppo_agent: dict[str, int] = {}
     for key, opts in value.items():
         if key not in plugins:
             raise ValueError(
@@ -155,12 +160,21 @@ def parse_settings(value: Any) -> Settings | None:
             if opts.get("opponents") is not None:
                 opponents = SliceSource.parse(opts.pop("opponents"), "hetplug.shep.opponents")
             opts.pop("opponents", None)
+        if key == "shppo":
+            for name in SHPPO_AGENT_OPTIONS:
+                if name in opts:
+                    value_ = opts.pop(name)
+                    if not isinstance(value_, int) or isinstance(value_, bool) or value_ < 1:
+                        raise ValueError(f"hetplug.shppo.{name} must be an integer >= 1, got {value_!r}")
+                    shppo_agent[name] = value_
         options[key] = _plain(opts)
     try:
         hetplug.get_plugin_manager(list(plugins), options)
     except ValueError as err:
         raise ValueError(f"hetplug: {err}") from None
-    return Settings(tuple(plugins), options, positions, opponents)
+    if "hetdps" in plugins and "shppo" in plugins:
+        raise ValueError("hetplug.plugins: 'hetdps' and 'shppo' both replace the rnn agent; select one")
+    return Settings(tuple(plugins), options, positions, opponents, shppo_agent)
 
 
 def _plain(value: Any) -> Any:
