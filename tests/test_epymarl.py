@@ -404,7 +404,6 @@ def test_bad_configs_fail_before_training(hp, message, capfd):
         ({"plugins": "per", "per": [1]}, "hetplug.per must be a mapping"),
         ({"plugins": []}, "hetplug.plugins must be a non-empty list"),
         (3, "hetplug must be a list of plugin names or a mapping"),
-        (["lbs"], "'lbs' is not wired into the EPyMARL adapter yet"),
         ({"plugins": ["shep"], "shep": {"positions": {"source": "info"}}}, "hetplug.shep.positions.source"),
         ({"plugins": ["shep"], "shep": {"positions": {"slice": [2, 2]}}}, r"hetplug.shep.positions.slice"),
         ({"plugins": ["shep"], "shep": {"positions": {"slice": [0, 3]}}}, "hetplug.shep.positions.dim"),
@@ -765,3 +764,97 @@ def test_shppo_bad_configs_fail_before_training(capfd, config, hp, message):
 def test_shppo_settings_errors(hp, message):
     with pytest.raises(ValueError, match=message):
         parse_settings(hp)
+
+
+# ---------------------------------------------------------------------- LBS
+@pytest.fixture(scope="module")
+def lbs_run(tmp_path_factory):
+    with host_in(tmp_path_factory.mktemp("lbs")) as root:
+        run_host("iql_ns", ["lbs"])
+        info = json.loads((run_dirs(root)[-1] / "info.json").read_text())
+    return hetplug_epymarl.last_session(), info
+
+
+def test_lbs_runs_independent_learners_on_shared_experience(lbs_run):
+    session, info = lbs_run
+    assert session.updates == 9 - 4 + 1
+    assert {"hetplug_lbs_shared_fraction", "hetplug_lbs_td_selected", "hetplug_lbs_td_large_batch"} <= set(
+        info
+    )
+    shared = [v["value"] if isinstance(v, dict) else v for v in info["hetplug_lbs_shared_fraction"]]
+    assert 0 < max(shared) <= 1  # learners trained on the other agent's experience
+
+
+def test_lbs_mixed_batch_puts_each_item_in_its_learners_column(lbs_run):
+    from hetplug_epymarl.lbs import mixed_batch
+
+    session, _ = lbs_run
+    buf = session.buffer
+    slot = torch.tensor([[3, 1], [0, 0], [5, 2]])
+    agent = torch.tensor([[1, 0], [0, 0], [1, 1]])
+    batch, (reward, terminated, filled) = mixed_batch(buf, slot, agent)
+    for r in range(3):
+        for i in range(2):
+            s, k = int(slot[r, i]), int(agent[r, i])
+            for key in ("obs", "actions", "avail_actions", "actions_onehot"):
+                torch.testing.assert_close(batch[key][r, :, i], buf[key][s, :, k], rtol=0, atol=0)
+            torch.testing.assert_close(reward[r, :, i], buf["reward"][s, :, 0], rtol=0, atol=0)
+            torch.testing.assert_close(filled[r, :, i], buf["filled"][s, :, 0], rtol=0, atol=0)
+
+
+def test_lbs_td_fn_equals_each_learner_on_a_swapped_episode(lbs_run):
+    """Oracle: learner i's TD on agent k's experience = learner i's TD, through the plain
+    (unmixed) path, on a copy of the episode where columns i and k are swapped."""
+    from hetplug_epymarl.lbs import make_td_fn
+    from hetplug_epymarl.learner import q_td_errors
+
+    session, _ = lbs_run
+    buf, learner = session.buffer, session.learner.inner
+    sources, slots = torch.tensor([0, 1, 1, 0]), torch.tensor([2, 2, 5, 7])
+    td = make_td_fn(buf, learner)(sources, slots)  # [N, K]
+    assert td.shape == (2, 4)
+    for j in range(4):
+        for i in range(2):
+            episode = copy.deepcopy(buf[[int(slots[j])]])
+            k = int(sources[j])
+            for key in ("obs", "actions", "avail_actions", "actions_onehot"):
+                v = episode.data.transition_data[key]
+                v[:, :, [i, k]] = v[:, :, [k, i]].clone()
+            episode = episode[:, : int(episode.max_t_filled())]
+            ref, mask = q_td_errors(learner, episode)
+            expected = ref[0, :, i].abs().sum() / mask[0, :, i].sum()
+            torch.testing.assert_close(td[i, j], expected)
+
+
+def test_lbs_weights_enter_each_learners_loss(lbs_run):
+    """Weight 0 on learner 1's item in row 0: changing that item's reward moves nothing."""
+    from hetplug_epymarl.lbs import mixed_batch
+
+    session, _ = lbs_run
+    slot, agent = torch.tensor([[0, 1], [2, 3]]), torch.tensor([[0, 0], [1, 1]])
+
+    def update(weights, bump):
+        _, learner = _copies(session)
+        learner.args.standardise_rewards = False
+        batch, (r, d, f) = mixed_batch(session.buffer, slot, agent)
+        r = r.clone()
+        r[0, :, 1] += bump
+        weighted_q_update(learner, batch, torch.tensor(weights), 0, (r, d, f))
+        return _params(learner)
+
+    zero = [[1.0, 0.0], [1.0, 1.0]]  # [B, N]
+    for a, b in zip(update(zero, 0.0), update(zero, 3.0), strict=True):
+        torch.testing.assert_close(a, b)
+    one = [[1.0, 1.0], [1.0, 1.0]]
+    assert any(not torch.equal(a, b) for a, b in zip(update(one, 0.0), update(one, 3.0), strict=True))
+
+
+def test_lbs_needs_independent_q_learners(capfd):
+    hetplug_epymarl.install("pymarlzooplus")
+    run_fails(
+        capfd,
+        "'lbs' shares experience between independent Q-learners .* mixer='qmix'",
+        "qmix",
+        ["lbs"],
+        t_max=100,
+    )

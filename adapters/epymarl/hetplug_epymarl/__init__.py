@@ -56,6 +56,11 @@ def _check_learner(settings: Settings, args: Any, host: Host) -> type:
             f"{settings.prioritiser!r} cannot both be on; set prioritized_buffer: False"
         )
     mixer = getattr(args, "mixer", None)
+    if settings.prioritiser == "lbs" and (not issubclass(cls, host.q_learner) or mixer is not None):
+        raise ValueError(
+            "hetplug.plugins: 'lbs' shares experience between independent Q-learners (iql, iql_ns: "
+            f"learner q_learner, no mixer); this config has learner={name!r}, mixer={mixer!r}"
+        )
     if mixer not in (None, "vdn", "qmix"):
         raise ValueError(f"hetplug.plugins: mixer={mixer!r} is not supported (None, vdn or qmix)")
     return cls

@@ -55,6 +55,10 @@ def make_buffer_class(base: type, session_getter) -> type:
                 raise ValueError(
                     f"batch_size={batch_size} is more than the {self.episodes_in_buffer} stored episodes"
                 )
+            if session.settings.prioritiser == "lbs":
+                from hetplug_epymarl import lbs
+
+                return lbs.sample(self, session, batch_size)
             res = session.pm.hook.hetplug_replay_sample(
                 batch_size=batch_size, generator=session.generator, td_fn=None
             )

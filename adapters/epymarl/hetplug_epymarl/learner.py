@@ -31,21 +31,29 @@ def _unroll(mac, batch) -> torch.Tensor:
     return torch.stack([mac.forward(batch, t=t) for t in range(batch.max_seq_length)], dim=1)
 
 
-def weighted_q_update(learner, batch, weights: torch.Tensor, t_env: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimiser step of ``learner`` (the host's QLearner) with per-episode weights.
+def step_data(batch, steps=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(rewards, terminated, mask)`` for steps ``0..T-2``: from the batch (``[B, T-1, 1]``),
+    or from per-agent ``steps = (reward, terminated, filled)`` ``[B, T, N]`` when every
+    agent column holds another episode (LBS). The mask drops steps after termination."""
+    if steps is None:
+        reward, terminated, filled = batch["reward"], batch["terminated"], batch["filled"]
+    else:
+        reward, terminated, filled = steps
+    rewards = reward[:, :-1]
+    terminated = terminated[:, :-1].float()
+    mask = filled[:, :-1].float()
+    mask[:, 1:] = mask[:, 1:] * (1 - terminated[:, :-1])
+    return rewards, terminated, mask
 
-    Returns ``(|delta| masked, mask)``: ``[B, T-1]`` (mixer) or ``[B, T-1, N]`` (IQL) TD
-    errors and the ``[B, T-1]`` valid-step mask, for the priority update.
-    """
+
+def q_values_and_targets(learner, batch, rewards, terminated, update_stats: bool = True):
+    """``(Q(s_t, u_t) [mixed], y_t)``, each ``[B, T-1, 1 or N]`` (see the module formulas)."""
     args = learner.args
-    rewards = batch["reward"][:, :-1]
     actions = batch["actions"][:, :-1]
-    terminated = batch["terminated"][:, :-1].float()
-    mask = batch["filled"][:, :-1].float()
-    mask[:, 1:] = mask[:, 1:] * (1 - terminated[:, :-1])  # no step after termination
     avail = batch["avail_actions"]
     if getattr(args, "standardise_rewards", False):
-        learner.rew_ms.update(rewards)
+        if update_stats:
+            learner.rew_ms.update(rewards)
         rewards = (rewards - learner.rew_ms.mean) / torch.sqrt(learner.rew_ms.var)
 
     q = _unroll(learner.mac, batch)
@@ -69,13 +77,39 @@ def weighted_q_update(learner, batch, weights: torch.Tensor, t_env: int) -> tupl
         target_max = target_max * torch.sqrt(learner.ret_ms.var) + learner.ret_ms.mean
     targets = rewards + args.gamma * (1 - terminated) * target_max
     if standardise_returns:
-        learner.ret_ms.update(targets)
+        if update_stats:
+            learner.ret_ms.update(targets)
         targets = (targets - learner.ret_ms.mean) / torch.sqrt(learner.ret_ms.var)
+    return chosen, targets
 
+
+@torch.no_grad()
+def q_td_errors(learner, batch, steps=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked TD errors ``[B, T-1, 1 or N]`` and the mask, without any update (LBS's
+    scoring of candidates). Running statistics are read, not updated."""
+    rewards, terminated, mask = step_data(batch, steps)
+    chosen, targets = q_values_and_targets(learner, batch, rewards, terminated, update_stats=False)
+    mask = mask.expand_as(chosen)
+    return (chosen - targets) * mask, mask
+
+
+def weighted_q_update(
+    learner, batch, weights: torch.Tensor, t_env: int, steps=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step of ``learner`` (the host's QLearner) with IS weights ``[B]`` per
+    episode, or ``[B, N]`` per (row, agent column) for LBS (with per-column ``steps``).
+
+    Returns ``(|delta| masked, mask)``: ``[B, T-1]`` (mixer) or ``[B, T-1, N]`` (IQL) TD
+    errors and the ``[B, T-1]`` valid-step mask, for the priority update.
+    """
+    args = learner.args
+    rewards, terminated, mask = step_data(batch, steps)
+    chosen, targets = q_values_and_targets(learner, batch, rewards, terminated)
     td = chosen - targets.detach()
     mask_full = mask.expand_as(td)
     masked = td * mask_full
-    w = weights.to(td.device, td.dtype).reshape(-1, *([1] * (td.dim() - 1)))
+    w = weights.to(td.device, td.dtype)
+    w = w.unsqueeze(1) if w.dim() == 2 else w.reshape(-1, *([1] * (td.dim() - 1)))  # [B,1,N] or [B,1,1]
     loss = (w * masked**2).sum() / mask_full.sum()
 
     learner.optimiser.zero_grad()
@@ -100,7 +134,7 @@ def weighted_q_update(learner, batch, weights: torch.Tensor, t_env: int) -> tupl
         log("q_taken_mean", (chosen * mask_full).sum().item() / (n * args.n_agents), t_env)
         log("target_mean", (targets * mask_full).sum().item() / (n * args.n_agents), t_env)
         learner.log_stats_t = t_env
-    return masked.detach(), mask.squeeze(-1).bool()
+    return masked.detach(), (mask.squeeze(-1) if mask.shape[-1] == 1 else mask.amax(-1)).bool()
 
 
 def _forward_steps(mac, batch) -> torch.Tensor:
@@ -226,8 +260,13 @@ class HetplugLearner:
             out = self.inner.train(batch, t_env, episode_num, *args, **kwargs)
         else:
             out = None
-            td, mask = self._update(self.inner, batch, sample.weights, t_env)
-            session.pm.hook.hetplug_update_priorities(indices=sample.indices, td_error=td, mask=mask)
+            if sample.sources is not None:  # LBS: weights [N, B] per learner, columns per agent
+                T = batch.max_seq_length
+                steps = tuple(s[:, :T].to(batch.device) for s in session.lbs_steps)
+                weighted_q_update(self.inner, batch, sample.weights.T, t_env, steps)
+            else:
+                td, mask = self._update(self.inner, batch, sample.weights, t_env)
+                session.pm.hook.hetplug_update_priorities(indices=sample.indices, td_error=td, mask=mask)
         session.auxiliary(batch, self.inner.mac)
         session.after_update()
         if t_env - self._log_t >= self.inner.args.learner_log_interval:

@@ -53,6 +53,8 @@ class Session:
         self.learner = None  # the HetplugLearner, once EPyMARL built it
         self.generator: torch.Generator | None = None
         self.last_sample: hetplug.SampleResult | None = None
+        #: LBS: per-column (reward, terminated, filled) of the last sampled batch
+        self.lbs_steps: tuple[torch.Tensor, ...] | None = None
         self.updates = 0
         #: HetDPS regroupings: ``[(update, agent -> slot)]``
         self.plans: list[tuple[int, tuple[int, ...]]] = []
@@ -161,10 +163,11 @@ class Session:
     def take_sample(self, batch_size: int) -> hetplug.SampleResult | None:
         """The ids and IS weights of the batch the learner is training on (once)."""
         sample, self.last_sample = self.last_sample, None
-        if sample is not None and sample.indices.shape[0] != batch_size:
+        drawn = None if sample is None else sample.indices.shape[-1]
+        if sample is not None and drawn != batch_size:
             raise RuntimeError(
                 f"hetplug: the learner trains on {batch_size} episodes but the buffer's last "
-                f"sample drew {sample.indices.shape[0]}"
+                f"sample drew {drawn}"
             )
         return sample
 
@@ -200,14 +203,14 @@ class Session:
     def priorities(self) -> torch.Tensor:
         """``[stored]`` trajectory priorities of the ``per``/``shep`` plugin."""
         name = self.settings.prioritiser
-        if name is None:
+        if name is None or name == "lbs":
             raise ValueError("no prioritiser (per, shep) is selected in hetplug.plugins")
         return self.pm.get_plugin(name).sampler.priorities
 
     def scalar_metrics(self) -> dict[str, float]:
         """Metrics as floats (one host sync per value; called once per log interval)."""
         out = {k: float(v) for k, v in self.metrics.items()}
-        if self.settings.prioritiser and self.pm is not None:
+        if self.settings.prioritiser in ("per", "shep") and self.pm is not None:
             p = self.priorities()
             if p.numel():
                 out.update(priority_mean=float(p.mean()), priority_max=float(p.max()))

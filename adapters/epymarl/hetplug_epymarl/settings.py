@@ -24,10 +24,8 @@ from typing import Any
 
 import hetplug
 
-#: plugin names the adapter wires into EPyMARL's Q-learner and PPO learner today
-PRIORITISERS = ("per", "shep")
-#: built-in plugins whose EPyMARL wiring is not written yet (refused with a clear error)
-NOT_YET = ("lbs",)
+#: the plugins that own the replay (the buffer stores and samples through them)
+PRIORITISERS = ("per", "shep", "lbs")
 #: options under ``shppo`` that size the SHPPO agent (the rest configure the plugin)
 SHPPO_AGENT_OPTIONS = ("latent_dim", "decoder_hidden")
 
@@ -134,12 +132,6 @@ def parse_settings(value: Any) -> Settings | None:
         raise ValueError(
             f"hetplug.plugins must be a non-empty list of plugin names, got hetplug.plugins={plugins!r}"
         )
-    for name in plugins:
-        if name in NOT_YET:
-            raise ValueError(
-                f"hetplug.plugins: {name!r} is not wired into the EPyMARL adapter yet; "
-                f"available here: {', '.join(PRIORITISERS)}, hetdps, shppo (and third-party plugins)"
-            )
     options: dict[str, dict[str, Any]] = {}
     positions, opponents = SliceSource(), None
     shppo_agent: dict[str, int] = {}

@@ -1,0 +1,82 @@
+"""LBS in EPyMARL: Large Batch Sharing between independent Q-learners (IQL, iql_ns).
+
+An item is one agent's experience in one stored episode: ``(slot, agent)``. Learner i's
+minibatch row b is agent ``sources[i, b]``'s experience in episode ``indices[i, b]``, and
+it is fed to learner i as if it were its own: the batch the host's mac sees has, in agent
+column i, that agent's observations, actions and available actions (:func:`mixed_batch`),
+while rewards, termination and masks travel per column beside it. One forward of the
+(non-)shared mac then evaluates every learner on its own column, which is also how
+``td_fn`` scores all ``K = N * B`` candidates for every learner in one pass.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+
+from hetplug_epymarl.learner import q_td_errors
+
+
+def mixed_batch(buffer, slot: torch.Tensor, agent: torch.Tensor):
+    """An EpisodeBatch of ``R`` rows whose agent column i holds agent ``agent[r, i]``'s data
+    of stored episode ``slot[r, i]`` (both ``[R, N]``), and the per-column step data
+    ``(reward, terminated, filled)``, each ``[R, T, N]``."""
+    data = buffer.data
+    slot = slot.to(torch.long).cpu()
+    agent = agent.to(torch.long).cpu()
+    transition = {}
+    for key, value in data.transition_data.items():
+        if "group" in buffer.scheme.get(key, {}):  # [S, T, N, ...] -> [R, T, N, ...]
+            transition[key] = value[slot, :, agent].transpose(1, 2).contiguous()
+        else:  # [S, T, ...]: the episode of column 0 (IQL reads no state)
+            transition[key] = value[slot[:, 0]].clone()
+    columns = {
+        k: data.transition_data[k][slot].squeeze(-1).transpose(1, 2)
+        for k in ("reward", "terminated", "filled")
+    }
+    # "filled" of the batch: a step is there if any column has it (the host truncates by it)
+    transition["filled"] = columns["filled"].amax(-1, keepdim=True).to(data.transition_data["filled"].dtype)
+    episode = {k: v[slot[:, 0]].clone() for k, v in data.episode_data.items()}
+    cls = type(buffer[0:1])  # the host's EpisodeBatch
+    batch = cls(buffer.scheme, buffer.groups, slot.shape[0], buffer.max_seq_length,
+                data=SimpleNamespace(transition_data=transition, episode_data=episode),
+                device=buffer.device)  # fmt: skip
+    return batch, (columns["reward"], columns["terminated"], columns["filled"])
+
+
+def _trim(batch, steps):
+    """Drop the time steps no column has (as the host does with ``max_t_filled``)."""
+    t = int(batch.max_t_filled())
+    return batch[:, :t], tuple(s[:, :t] for s in steps)
+
+
+def make_td_fn(buffer, learner):
+    """``td_fn(sources [K], slots [K]) -> [N, K]``: every learner's mean |TD| over the valid
+    steps of each candidate (agent ``sources[j]`` in episode ``slots[j]``)."""
+
+    def td_fn(sources: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        n = buffer.groups["agents"]
+        batch, steps = mixed_batch(
+            buffer, slots.unsqueeze(1).expand(-1, n), sources.unsqueeze(1).expand(-1, n)
+        )
+        batch, steps = _trim(batch, steps)
+        device = learner.args.device
+        if batch.device != device:
+            batch.to(device)
+            steps = tuple(s.to(device) for s in steps)
+        td, mask = q_td_errors(learner, batch, steps)  # [K, T-1, N]
+        return (td.abs().sum(1) / mask.sum(1).clamp_min(1)).T
+
+    return td_fn
+
+
+def sample(buffer, session, batch_size: int):
+    """Draw every learner's B items (one large batch, TD-selected) and build the batch."""
+    res = session.pm.hook.hetplug_replay_sample(
+        batch_size=batch_size, generator=session.generator, td_fn=make_td_fn(buffer, session.learner.inner)
+    )
+    batch, steps = mixed_batch(buffer, res.indices.T, res.sources.T)  # rows b, columns i
+    session.last_sample = res
+    session.lbs_steps = steps
+    return batch
