@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 import torch
-from benchmarl.algorithms import MappoConfig
+from benchmarl.algorithms import IppoConfig, MappoConfig
 from benchmarl.environments import VmasTask
 from benchmarl.experiment import Experiment, ExperimentConfig
 from benchmarl.models.mlp import MlpConfig
@@ -39,7 +39,10 @@ def make_experiment(tmp_path, algorithm="iql", callbacks=None, restore=None, on_
     cfg.on_policy_minibatch_size = 50
     cfg.max_n_frames = iters * ENVS * STEPS
     cfg.restore_file = restore
-    algo = (MappoConfig if on_policy else OFF_POLICY[algorithm]).get_from_yaml()
+    if on_policy:
+        algo = (IppoConfig if on_policy == "ippo" else MappoConfig).get_from_yaml()
+    else:
+        algo = OFF_POLICY[algorithm].get_from_yaml()
     return Experiment(
         task=VmasTask.NAVIGATION.get_from_yaml(),
         algorithm_config=algo,
@@ -190,9 +193,66 @@ def test_bad_configuration_fails_at_wrap_time(tmp_path, plugins, kwargs, message
 
 def test_unsupported_combination_is_refused_before_training(tmp_path):
     exp = make_experiment(tmp_path, on_policy=True)
-    with pytest.raises(ValueError, match="plugin 'per' is not available with on-policy Mappo"):
-        hetplug_benchmarl.wrap(exp, ["per"])
+    with pytest.raises(ValueError, match="plugin 'lbs' is not available with on-policy Mappo"):
+        hetplug_benchmarl.wrap(exp, ["lbs"])
     assert exp.n_iters_performed == 0
+
+
+# ---------------------------------------------------------------------- on-policy
+@pytest.mark.parametrize("algorithm", ["mappo", "ippo"])
+@pytest.mark.parametrize("plugin", ["per", "shep"])
+def test_on_policy_minibatches_are_prioritised_by_advantage(tmp_path, algorithm, plugin):
+    """MAPPO/IPPO: the buffer holds the current rollout; trajectory priorities come from
+    |advantage| (BenchMARL's process_batch) when the rollout is stored."""
+    exp = make_experiment(tmp_path, on_policy=algorithm)
+    cb = hetplug_benchmarl.wrap(exp, [plugin])
+    exp.run()
+    p = cb.priorities("agents")
+    assert p.numel() == ENVS  # one rollout: one trajectory per env
+    assert p.std() > 0
+    buf = exp.replay_buffers["agents"]
+    data = buf.sample()
+    assert data[WEIGHT_KEY].shape == (50, 3) and torch.equal(data["index"] // STEPS, data[SLOT_KEY])
+    if plugin == "per":  # closed form: mean |advantage| over the trajectory's steps (+ eps)
+        adv = buf.storage.get(torch.arange(ENVS * STEPS))[("agents", "advantage")]
+        expected = adv.abs().mean((-1, -2)).reshape(ENVS, STEPS).mean(-1) + 1e-6
+        torch.testing.assert_close(p.float(), expected.float(), rtol=1e-5, atol=1e-6)
+
+
+def test_on_policy_replay_window_keeps_older_rollouts(tmp_path):
+    exp = make_experiment(tmp_path, on_policy=True)
+    cb = hetplug_benchmarl.wrap(exp, ["shep"], replay_window=2)
+    exp.run()
+    assert cb.priorities("agents").numel() == 2 * ENVS
+    assert len(exp.replay_buffers["agents"]) == 2 * ENVS * STEPS
+
+
+@pytest.mark.parametrize("algorithm", ["mappo", "ippo"])
+def test_is_weights_reach_the_ppo_loss(tmp_path, algorithm):
+    """Weight 0 on a sample: its advantage cannot move the PPO losses; weight 1: it does.
+    With all weights 1 the weighted loss is TorchRL's own mean."""
+    exp = make_experiment(tmp_path, on_policy=algorithm)
+    hetplug_benchmarl.wrap(exp, ["per"])
+    exp.run()
+    loss = exp.losses["agents"]
+    data = exp.replay_buffers["agents"].sample()
+    key = loss.tensor_keys.advantage
+    w = torch.ones_like(data[WEIGHT_KEY])
+    w[0] = 0.0
+    data[WEIGHT_KEY] = w
+    loss.normalize_advantage = False  # its batch statistics would spread the change
+    base = _losses(exp, data)
+    moved = data.clone()
+    moved[key][0] += 10.0
+    for name, value in _losses(exp, moved).items():
+        torch.testing.assert_close(value, base[name], msg=name)
+    data[WEIGHT_KEY] = torch.ones_like(w)
+    moved[WEIGHT_KEY] = torch.ones_like(w)
+    assert not torch.allclose(_losses(exp, data)["loss_objective"], _losses(exp, moved)["loss_objective"])
+    plain = data.exclude(WEIGHT_KEY)
+    ones, unweighted = _losses(exp, data), _losses(exp, plain)
+    for name in unweighted:
+        torch.testing.assert_close(ones[name], unweighted[name], msg=name)
 
 
 def test_no_plugin_run_matches_plain_benchmarl(tmp_path):

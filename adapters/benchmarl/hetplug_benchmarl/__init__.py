@@ -25,6 +25,7 @@ def wrap(
     *,
     positions: dict[str, Any] | None = None,
     opponents: dict[str, Any] | None = None,
+    replay_window: int = 1,
     **options: dict[str, Any],
 ) -> HetplugCallback:
     """Add hetplug to an already built ``Experiment`` (before ``run()``).
@@ -34,6 +35,8 @@ def wrap(
         plugins: plugin names, e.g. ``["shep"]``.
         positions: where agent positions are read (default: observation[..., 0:2]).
         opponents: ``{"group": ..., "key": ..., "slice": [...]}`` or None.
+        replay_window: on-policy (MAPPO, IPPO): rollouts the prioritised buffer keeps (1: the
+            current rollout only).
         **options: per-plugin options by plugin name, e.g. ``shep={"grid_shape": (8, 8)}``.
 
     Returns the callback (its ``priorities(group)`` and ``plugin_manager(group)`` are there
@@ -41,7 +44,9 @@ def wrap(
     """
     if experiment.n_iters_performed and not experiment.config.restore_file:
         raise ValueError("wrap() must be called before experiment.run(): the experiment already trained")
-    callback = HetplugCallback(plugins, options, positions=positions, opponents=opponents)
+    callback = HetplugCallback(
+        plugins, options, positions=positions, opponents=opponents, replay_window=replay_window
+    )
     callback.experiment = experiment
     callback.on_setup()
     experiment.callbacks.append(callback)

@@ -22,18 +22,23 @@ import pluggy
 import torch
 from benchmarl.experiment import Callback
 from torchrl.data import LazyTensorStorage
-from torchrl.objectives import DDPGLoss, DiscreteSACLoss, DQNLoss, SACLoss
+from torchrl.objectives import ClipPPOLoss, DDPGLoss, DiscreteSACLoss, DQNLoss, SACLoss
 from torchrl.objectives.multiagent.qmixer import QMixerLoss
 
 import hetplug
 from hetplug.plugins import BUILTIN_PLUGINS
 from hetplug_benchmarl.batch import check_position_source, to_trajectory_batch
 from hetplug_benchmarl.options import AdapterOptions
-from hetplug_benchmarl.replay import HetplugReplayBuffer, TrajectorySampler, WeightedQMixerLoss
+from hetplug_benchmarl.replay import (
+    HetplugReplayBuffer,
+    TrajectorySampler,
+    WeightedClipPPOLoss,
+    WeightedQMixerLoss,
+)
 
 PRIORITISERS = ("per", "shep")
 #: (plugin, on_policy) pairs this adapter wires today; anything else fails at wrap time.
-SUPPORTED = {("per", False), ("shep", False)}
+SUPPORTED = {("per", False), ("shep", False), ("per", True), ("shep", True)}
 
 
 @dataclass
@@ -77,6 +82,7 @@ class HetplugCallback(Callback):
         options: per-plugin options, ``{"shep": {"grid_shape": (8, 8)}}``.
         positions: where agent positions are read (see :class:`PositionSource`).
         opponents: where opponent positions are read, or None.
+        replay_window: on-policy (MAPPO, IPPO): rollouts the prioritised buffer keeps.
 
     Raises:
         ValueError: at construction for unknown plugins or options; at setup (before
@@ -89,13 +95,14 @@ class HetplugCallback(Callback):
         options: dict[str, dict[str, Any]] | None = None,
         positions: dict[str, Any] | None = None,
         opponents: dict[str, Any] | None = None,
+        replay_window: int = 1,
     ) -> None:
         super().__init__()
         if isinstance(plugins, str):
             plugins = [plugins]
         self.plugins = list(plugins)
         self.options = {k: dict(v) for k, v in (options or {}).items()}
-        adapter = {"opponents": opponents}
+        adapter = {"opponents": opponents, "replay_window": replay_window}
         if positions is not None:
             adapter["positions"] = positions
         self.adapter = AdapterOptions(**adapter)
@@ -126,7 +133,7 @@ class HetplugCallback(Callback):
                 kind = "on-policy" if exp.on_policy else "off-policy"
                 raise ValueError(
                     f"plugin {name!r} is not available with {kind} {algorithm} in the BenchMARL adapter; "
-                    f"supported: {sorted(p for p, _ in SUPPORTED)} with off-policy algorithms"
+                    f"supported here: {sorted(p for p, on in SUPPORTED if on == exp.on_policy)}"
                 )
         prioritiser = self.prioritiser
         if prioritiser and exp.algorithm.has_rnn:
@@ -144,6 +151,8 @@ class HetplugCallback(Callback):
             )
         steps = frames // envs
         rows = max(1, cfg.replay_buffer_memory_size(exp.on_policy) // frames) * envs
+        if exp.on_policy:
+            rows *= self.adapter.replay_window  # rollouts kept (1: the current one)
         # Check every group before changing any (nothing is replaced if one fails).
         for group in exp.group_map:
             if "shep" in self.plugins:
@@ -155,7 +164,13 @@ class HetplugCallback(Callback):
                             f"opponents.group={og!r} is not an agent group; groups: {sorted(exp.group_map)}"
                         )
                     check_position_source(exp.observation_spec, og, self.adapter.opponents, "opponents")
-            if prioritiser:
+            if prioritiser and exp.on_policy:
+                if not isinstance(exp.losses[group], ClipPPOLoss):
+                    raise ValueError(
+                        f"prioritised replay: on-policy loss {type(exp.losses[group]).__name__} in group "
+                        f"{group!r} is not supported (ClipPPOLoss: MAPPO, IPPO)"
+                    )
+            elif prioritiser:
                 _td_is_squared(exp.losses[group], group)
         for group, agents in exp.group_map.items():
             old = exp.replay_buffers[group]
@@ -180,7 +195,12 @@ class HetplugCallback(Callback):
     ) -> TrajectorySampler:
         exp = self.experiment
         loss = exp.losses[group]
-        squared = _td_is_squared(loss, group)
+        advantage_key = None
+        if exp.on_policy:  # priorities from |advantage| at extend; weighted PPO loss
+            squared, advantage_key = False, loss.tensor_keys.advantage
+            loss.__class__ = WeightedClipPPOLoss
+        else:
+            squared = _td_is_squared(loss, group)
         if isinstance(loss, QMixerLoss):
             loss.__class__ = WeightedQMixerLoss  # same parameters and targets, weighted loss
         sampler = TrajectorySampler(pm, spec.max_steps, spec.capacity, spec.n_agents, spec.device)
@@ -193,6 +213,7 @@ class HetplugCallback(Callback):
             transform=transform,
             td_keys=((group, "td_error"), "td_error"),
             td_squared=squared,
+            advantage_key=advantage_key,
         )
         return sampler
 

@@ -22,9 +22,11 @@ from typing import Any
 import torch
 from benchmarl.algorithms import (
     IddpgConfig,
+    IppoConfig,
     IqlConfig,
     IsacConfig,
     MaddpgConfig,
+    MappoConfig,
     MasacConfig,
     QmixConfig,
     VdnConfig,
@@ -41,6 +43,8 @@ ALGORITHMS = {
     "maddpg": MaddpgConfig,
     "iddpg": IddpgConfig,
 }
+#: on-policy algorithms (the buffer holds the current rollout)
+ON_POLICY = {"mappo": MappoConfig, "ippo": IppoConfig}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="hetplug demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--task", default="navigation", help="VMAS task (BenchMARL's VmasTask name), e.g. balance")
-    p.add_argument("--algorithm", default="iql", choices=sorted(ALGORITHMS))
+    p.add_argument("--algorithm", default="iql", choices=sorted(ALGORITHMS) + sorted(ON_POLICY))
     p.add_argument("--plugins", nargs="+", default=["shep"], help="hetplug plugins for the second run")
     p.add_argument("--frames", type=int, default=60_000, help="environment frames per run")
     p.add_argument("--envs", type=int, default=20, help="vectorised VMAS environments")
@@ -92,9 +96,17 @@ def _experiment(args: argparse.Namespace, out: Path, callbacks: list) -> Any:
     cfg.off_policy_n_optimizer_steps = args.updates
     cfg.off_policy_train_batch_size = 256
     cfg.off_policy_memory_size = 100_000
+    # on-policy: one rollout of the same size, `updates` minibatches of 200 per iteration
+    cfg.on_policy_collected_frames_per_batch = args.frames_per_batch
+    cfg.on_policy_n_envs_per_worker = args.envs
+    cfg.on_policy_minibatch_size = min(200, args.frames_per_batch)
+    cfg.on_policy_n_minibatch_iters = max(
+        1, args.updates * cfg.on_policy_minibatch_size // args.frames_per_batch
+    )
+    algorithm = {**ALGORITHMS, **ON_POLICY}[args.algorithm]
     return Experiment(
         task=task,
-        algorithm_config=ALGORITHMS[args.algorithm].get_from_yaml(),
+        algorithm_config=algorithm.get_from_yaml(),
         model_config=MlpConfig.get_from_yaml(),
         seed=args.seed,
         config=cfg,

@@ -70,12 +70,25 @@ class AdapterOptions:
     Attributes:
         positions: where agent positions are read (SHEP).
         opponents: None, or where opponent positions are read.
+        replay_window: rollouts an on-policy prioritised buffer keeps.
     """
 
     positions: PositionSource = field(default_factory=PositionSource)
     opponents: OpponentSource | None = None
+    replay_window: int = 1
+    """On-policy algorithms (MAPPO, IPPO): how many rollouts the prioritised buffer keeps
+    (1: minibatches come from the current rollout only; more: older rollouts stay
+    eligible with the advantages computed when they were collected)."""
 
     def __post_init__(self) -> None:
+        if (
+            not isinstance(self.replay_window, int)
+            or isinstance(self.replay_window, bool)
+            or self.replay_window < 1
+        ):
+            raise ValueError(
+                f"replay_window must be an integer >= 1, got replay_window={self.replay_window!r}"
+            )
         if not isinstance(self.positions, PositionSource):
             self.positions = config_from_dict(PositionSource, self.positions, "positions")
         if self.opponents is not None and not isinstance(self.opponents, OpponentSource):

@@ -21,6 +21,7 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.data import TensorDictReplayBuffer
 from torchrl.data.replay_buffers.samplers import Sampler
+from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.multiagent.qmixer import QMixerLoss
 from torchrl.objectives.utils import distance_loss
 
@@ -51,6 +52,7 @@ class TrajectorySampler(Sampler):
         self.max_td = torch.ones((), device=self.device)
         self.generator: torch.Generator | None = None
         self._pending: torch.Tensor | None = None
+        self._last_rows: torch.Tensor | None = None
 
     # --- writes ----------------------------------------------------------------
     def stage(self, slots: torch.Tensor) -> None:
@@ -72,6 +74,7 @@ class TrajectorySampler(Sampler):
             )
         self.index[rows] = index.view(rows.numel(), self.steps)
         self.td[rows] = float("nan")
+        self._last_rows = rows
         self._pending = None
 
     def add(self, index: int) -> None:
@@ -91,6 +94,15 @@ class TrajectorySampler(Sampler):
             STEP_KEY: step,
         }
         return self.index[slots, step], info
+
+    def record_rows(self, td: torch.Tensor) -> torch.Tensor:
+        """On-policy: ``|TD| [rows, T]`` of the batch just extended (``|advantage|`` from the
+        critic, computed by BenchMARL's ``process_batch``) sets those trajectories' priorities."""
+        slots = self._last_rows
+        td = td.detach().to(self.device, torch.float32).abs().reshape(slots.numel(), self.steps)
+        self.td[slots] = td
+        self.max_td = torch.maximum(self.max_td, td.max())
+        return self.pm.hook.hetplug_update_priorities(indices=slots, td_error=td, mask=None)
 
     def record_td(self, slots: torch.Tensor, step: torch.Tensor, td: torch.Tensor) -> torch.Tensor:
         """Store ``|TD|`` of the sampled steps and re-prioritise their trajectories."""
@@ -136,12 +148,22 @@ class HetplugReplayBuffer(TensorDictReplayBuffer):
             (SAC, hetplug's weighted mixer loss); the square root is taken.
     """
 
-    def __init__(self, *, td_keys: tuple, td_squared: bool, **kwargs) -> None:
+    def __init__(self, *, td_keys: tuple, td_squared: bool, advantage_key=None, **kwargs) -> None:
         super().__init__(**kwargs)
         self._hetplug_td_keys = td_keys
         self._hetplug_td_squared = td_squared
+        self._hetplug_advantage_key = advantage_key
+
+    def extend(self, data: TensorDictBase, *args, **kwargs):
+        index = super().extend(data, *args, **kwargs)
+        if self._hetplug_advantage_key is not None:  # on-policy: priorities from |advantage|
+            adv = data.get(self._hetplug_advantage_key).detach()
+            self._sampler.record_rows(adv.reshape(adv.shape[0], -1).abs().mean(-1))
+        return index
 
     def update_tensordict_priority(self, data: TensorDictBase) -> None:
+        if self._hetplug_advantage_key is not None:
+            return  # on-policy: set once per rollout in extend
         keys = data.keys(include_nested=True)
         for key in self._hetplug_td_keys:
             if key in keys:
@@ -191,3 +213,33 @@ class WeightedQMixerLoss(QMixerLoss):
             w = weights.reshape(weights.shape[0], -1)[:, 0].to(per_sample.dtype)
             loss = (per_sample * w).sum() / w.sum()
         return TensorDict({"loss": loss}, [])
+
+
+class WeightedClipPPOLoss(ClipPPOLoss):
+    """TorchRL's clipped PPO loss with importance weights (TorchRL's ignores them).
+
+    The loss terms are computed per sample and agent (``reduction="none"``) and averaged
+    with the ``[B, N]`` IS weights, ``mean(w * l)``; with all weights 1 it is the mean
+    TorchRL takes.
+    """
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        weights = tensordict.get(WEIGHT_KEY, None)
+        if weights is None:
+            return super().forward(tensordict)
+        reduction, self.reduction = self.reduction, "none"
+        try:
+            out = super().forward(tensordict)
+        finally:
+            self.reduction = reduction
+        for name in [k for k in out.keys() if k.startswith("loss_")]:
+            value = out.get(name)
+            w = weights.to(value.dtype)
+            if value.dim() < w.dim() or tuple(value.shape[: w.dim()]) != tuple(w.shape):
+                raise ValueError(
+                    f"hetplug: PPO loss term {name} has shape {tuple(value.shape)}, cannot apply "
+                    f"IS weights of shape {tuple(w.shape)}"
+                )
+            w = w.reshape(*w.shape, *([1] * (value.dim() - w.dim())))
+            out.set(name, (value * w).mean())
+        return out
