@@ -8,7 +8,8 @@ are timed alternately in one process (see _timing.side_by_side); prints JSON.
     OMP_NUM_THREADS=1 python benchmarks/bench_benchmarl.py
     python benchmarks/bench_benchmarl.py --device cuda --algorithms iql qmix
 
-Targets (issue 6): SHEP at most 1.10x. MAPPO/IPPO run 1000-frame rollouts with 40
+Targets (issue 6): SHEP at most 1.10x; HetDPS (interval 100) at most 1.05x, measured with
+`--model slot --plugins hetdps` (both variants then use the slot model). MAPPO/IPPO run 1000-frame rollouts with 40
 minibatches of 200 per iteration (5 epochs), the off-policy ones 40 updates of 256.
 """
 
@@ -53,6 +54,9 @@ def main() -> None:
     p.add_argument("--algorithms", nargs="+", default=["iql", "qmix", "mappo"])
     p.add_argument("--plugins", nargs="+", default=["per", "shep"])
     p.add_argument("--task", default="navigation")
+    p.add_argument("--model", choices=["mlp", "slot"], default="mlp",
+                   help="slot: every variant uses HetDPS's slot model (needed for --plugins hetdps)")  # fmt: skip
+    p.add_argument("--interval", type=int, default=100, help="hetdps regrouping interval (iterations)")
     p.add_argument("--repeat", type=int, default=15)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default="runs/bench_benchmarl")
@@ -73,12 +77,14 @@ def main() -> None:
             updates=40,
             seed=0,
             device=args.device,
+            model=args.model,
         )
         variants = {}
         for label in ["none", *args.plugins]:
             out = Path(args.out) / algorithm / label
             out.mkdir(parents=True, exist_ok=True)
-            callbacks = [] if label == "none" else [HetplugCallback([label])]
+            options = {"hetdps": {"interval": args.interval}} if label == "hetdps" else {}
+            callbacks = [] if label == "none" else [HetplugCallback([label], options)]
             exp = _experiment(ns, out, callbacks)
             variants[label] = iteration(exp, iter(exp.collector))
         seconds = side_by_side(variants, torch.device(args.device), repeat=args.repeat, warmup=3)
@@ -86,6 +92,7 @@ def main() -> None:
             {
                 "algorithm": algorithm,
                 "task": f"vmas/{args.task}",
+                "model": args.model,
                 "device": args.device,
                 "frames_per_iteration": 1000,
                 "updates_per_iteration": 40,

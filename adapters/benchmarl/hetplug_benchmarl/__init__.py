@@ -14,9 +14,18 @@ from typing import Any
 import torch
 
 from hetplug_benchmarl.callback import HetplugCallback
+from hetplug_benchmarl.models import SlotMlp, SlotMlpConfig
 from hetplug_benchmarl.options import AdapterOptions, OpponentSource, PositionSource
 
-__all__ = ["AdapterOptions", "HetplugCallback", "OpponentSource", "PositionSource", "wrap"]
+__all__ = [
+    "AdapterOptions",
+    "HetplugCallback",
+    "OpponentSource",
+    "PositionSource",
+    "SlotMlp",
+    "SlotMlpConfig",
+    "wrap",
+]
 
 
 def wrap(

@@ -27,6 +27,7 @@ from torchrl.objectives.multiagent.qmixer import QMixerLoss
 
 import hetplug
 from hetplug.plugins import BUILTIN_PLUGINS
+from hetplug.sharing import SharingPlan
 from hetplug_benchmarl.batch import check_position_source, to_trajectory_batch
 from hetplug_benchmarl.options import AdapterOptions
 from hetplug_benchmarl.replay import (
@@ -35,10 +36,11 @@ from hetplug_benchmarl.replay import (
     WeightedClipPPOLoss,
     WeightedQMixerLoss,
 )
+from hetplug_benchmarl.slots import bind_group, slot_modules
 
 PRIORITISERS = ("per", "shep")
 #: (plugin, on_policy) pairs this adapter wires today; anything else fails at wrap time.
-SUPPORTED = {("per", False), ("shep", False), ("per", True), ("shep", True)}
+SUPPORTED = {(p, on) for p in ("per", "shep", "hetdps") for on in (False, True)}
 
 
 @dataclass
@@ -64,7 +66,14 @@ def _td_is_squared(loss, group: str) -> bool:
 def _scalar_metrics(prefix: str, values: dict[str, Any]) -> dict[str, float]:
     out = {}
     for name, value in values.items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
+        if isinstance(value, SharingPlan):  # HetDPS: agent -> network after the regrouping
+            out.update({f"{prefix}{name}/agent_{i}": float(s) for i, s in enumerate(value.assignment)})
+        elif isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape[0] == value.shape[1] > 1:
+            n = value.shape[0]  # HetDPS distance matrix: its upper triangle
+            out.update(
+                {f"{prefix}{name}/{i}_{j}": float(value[i, j]) for i in range(n) for j in range(i + 1, n)}
+            )
+        elif isinstance(value, torch.Tensor) and value.numel() == 1:
             out[f"{prefix}{name}"] = float(value)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[f"{prefix}{name}"] = float(value)
@@ -112,6 +121,9 @@ class HetplugCallback(Callback):
         self.groups: dict[str, _GroupState] = {}
         #: every value logged by on_train_end, in order: ``{name: [value per iteration]}``
         self.history: dict[str, list[float]] = {}
+        #: HetDPS: ``{group: [(iteration, agent -> slot)]}`` and the distance matrices behind them
+        self.plans: dict[str, list[tuple[int, tuple[int, ...]]]] = {}
+        self.distances: dict[str, list[torch.Tensor]] = {}
 
     # BenchMARL pickles callbacks (with .experiment) into config.pkl: keep the recipe only.
     def __getstate__(self) -> dict[str, Any]:
@@ -123,6 +135,8 @@ class HetplugCallback(Callback):
         self.experiment = None
         self.groups = {}
         self.history = {}
+        self.plans = {}
+        self.distances = {}
 
     # ------------------------------------------------------------------ setup
     def on_setup(self) -> None:
@@ -164,6 +178,12 @@ class HetplugCallback(Callback):
                             f"opponents.group={og!r} is not an agent group; groups: {sorted(exp.group_map)}"
                         )
                     check_position_source(exp.observation_spec, og, self.adapter.opponents, "opponents")
+            if "hetdps" in self.plugins and len(slot_modules(exp.group_policies[group])) != 1:
+                raise ValueError(
+                    "plugin 'hetdps' needs the group's policy built from hetplug's slot model "
+                    "(model_config=hetplug_benchmarl.SlotMlpConfig, or model=layers/hetplug_slot_mlp); "
+                    f"group {group!r} has none"
+                )
             if prioritiser and exp.on_policy:
                 if not isinstance(exp.losses[group], ClipPPOLoss):
                     raise ValueError(
@@ -185,6 +205,8 @@ class HetplugCallback(Callback):
             )
             pm = hetplug.get_plugin_manager(self.plugins, self.options)
             pm.hook.hetplug_configure.call_historic(kwargs={"spec": spec})
+            if "hetdps" in self.plugins:
+                bind_group(pm.get_plugin("hetdps"), exp, group)
             state = _GroupState(pm=pm, spec=spec)
             if prioritiser:
                 state.sampler = self._install_buffer(group, spec, old, pm)
@@ -256,6 +278,9 @@ class HetplugCallback(Callback):
         for out in state.pm.hook.hetplug_after_update(update=state.updates):
             if out:
                 metrics.update(_scalar_metrics(f"hetplug/{group}/", out))
+                if isinstance(out.get("hetdps/plan"), SharingPlan):
+                    self.plans.setdefault(group, []).append((state.updates, out["hetdps/plan"].assignment))
+                    self.distances.setdefault(group, []).append(out["hetdps/distance"].detach().cpu())
         if any(state.pm.get_plugin(name) is not None for name in PRIORITISERS):
             p = self.priorities(group)
             metrics.update(

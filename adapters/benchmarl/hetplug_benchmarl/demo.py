@@ -104,10 +104,16 @@ def _experiment(args: argparse.Namespace, out: Path, callbacks: list) -> Any:
         1, args.updates * cfg.on_policy_minibatch_size // args.frames_per_batch
     )
     algorithm = {**ALGORITHMS, **ON_POLICY}[args.algorithm]
+    model = MlpConfig.get_from_yaml()
+    if getattr(args, "model", "mlp") == "slot":  # HetDPS's per-agent slot model, same widths
+        from hetplug_benchmarl.models import SlotMlpConfig
+
+        model = SlotMlpConfig(num_cells=list(model.num_cells), activation_class=model.activation_class)
     return Experiment(
         task=task,
         algorithm_config=algorithm.get_from_yaml(),
-        model_config=MlpConfig.get_from_yaml(),
+        model_config=model,
+        critic_model_config=MlpConfig.get_from_yaml(),
         seed=args.seed,
         config=cfg,
         callbacks=callbacks,

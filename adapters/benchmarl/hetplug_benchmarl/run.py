@@ -1,0 +1,53 @@
+"""Hydra runs of BenchMARL with hetplug: BenchMARL's ``run.py`` plus a ``hetplug`` group.
+
+    python -m hetplug_benchmarl.run algorithm=mappo task=vmas/balance hetplug=shep
+    python -m hetplug_benchmarl.run algorithm=iql task=vmas/navigation \\
+        model=layers/hetplug_slot_mlp hetplug=hetdps hetplug.options.hetdps.interval=10
+
+The ``hetplug`` group (``none``, ``per``, ``shep``, ``hetdps``; yaml under
+``hetplug_benchmarl/conf/hetplug``) gives ``plugins``, per-plugin ``options`` and the
+adapter's ``positions`` / ``opponents`` / ``replay_window``. Importing this package
+registers hetplug's model configs (``model=layers/hetplug_slot_mlp``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from hetplug_benchmarl.callback import HetplugCallback
+from hetplug_benchmarl.models import CONF
+
+
+def callback_from_config(cfg: dict[str, Any]) -> HetplugCallback:
+    """The ``hetplug`` group's values -> a :class:`HetplugCallback` (checked at once)."""
+    unknown = sorted(set(cfg) - {"plugins", "options", "positions", "opponents", "replay_window"})
+    if unknown:
+        raise ValueError(
+            f"unknown key hetplug.{unknown[0]}; accepted: options, opponents, plugins, positions, replay_window"
+        )
+    return HetplugCallback(
+        cfg.get("plugins") or [],
+        cfg.get("options") or {},
+        positions=cfg.get("positions"),
+        opponents=cfg.get("opponents"),
+        replay_window=cfg.get("replay_window", 1),
+    )
+
+
+@hydra.main(version_base=None, config_path=str(CONF), config_name="config")
+def main(cfg: DictConfig) -> None:
+    from benchmarl.hydra_config import load_experiment_from_hydra
+
+    choices = HydraConfig.get().runtime.choices
+    print(OmegaConf.to_yaml(cfg))
+    callback = callback_from_config(OmegaConf.to_container(cfg.hetplug, resolve=True))
+    experiment = load_experiment_from_hydra(cfg, task_name=choices.task, callbacks=[callback])
+    experiment.run()
+
+
+if __name__ == "__main__":
+    main()

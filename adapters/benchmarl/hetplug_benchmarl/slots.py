@@ -1,0 +1,61 @@
+"""Binding a BenchMARL group's slot model (:class:`~hetplug_benchmarl.models.SlotMlp`) to
+the ``hetdps`` plugin: the slot parameters (the policy's, which the loss and optimiser
+hold as the same tensors), the optimisers' state, and the loss's target copies
+(``target_*_params``, separate tensors) all follow a sharing plan in place."""
+
+from __future__ import annotations
+
+import torch
+
+from hetplug.sharing import ParameterSlots, SlotMLP
+
+
+def slot_modules(module: torch.nn.Module) -> list[SlotMLP]:
+    return [m for m in module.modules() if isinstance(m, SlotMLP)]
+
+
+def bind_group(plugin, exp, group: str) -> None:
+    """Hand ``plugin`` (hetdps) the ``ParameterSlots`` of ``group``'s slot model.
+
+    Raises:
+        ValueError: the group's policy has no (or more than one) slot model, or its slots or
+            start do not match the plugin's ``n_slots`` / ``start``.
+    """
+    found = slot_modules(exp.group_policies[group])
+    if len(found) != 1:
+        raise ValueError(
+            f"plugin 'hetdps' needs the group's policy built from hetplug's slot model "
+            f"(model_config=hetplug_benchmarl.SlotMlpConfig, or model=layers/hetplug_slot_mlp); "
+            f"group {group!r} has {len(found)} slot models"
+        )
+    net = found[0]
+    n_slots = net.weights[0].shape[0]
+    if n_slots != plugin.manager.n_slots:
+        raise ValueError(
+            f"hetdps.n_slots={plugin.manager.n_slots} differs from the slot model's n_slots={n_slots} "
+            f"(group {group!r}); set both to the same value"
+        )
+    if not torch.equal(net.routing.cpu(), plugin.routing("cpu")):
+        raise ValueError(
+            f"hetdps.start={plugin.config.start!r} differs from the slot model's start (routing "
+            f"{net.routing.tolist()}, group {group!r}); set both to the same value"
+        )
+    online = {t.data_ptr(): name for name, t in [*net.named_parameters(), *net.named_buffers()]}
+    params = [p for _, p in net.named_parameters()]
+    targets, routing = [], [net.routing]
+    loss = exp.losses[group]
+    for attr in dir(loss):
+        if not attr.startswith("target_") or not attr.endswith("_params"):
+            continue
+        source = getattr(loss, attr.removeprefix("target_"), None)
+        target = getattr(loss, attr, None)
+        if source is None or target is None or not hasattr(source, "items"):
+            continue
+        for key, value in source.items(True, True):
+            name = online.get(value.data_ptr())
+            if name is None:
+                continue
+            copy = target.get(key)
+            (routing if name == "routing" else targets).append(copy.data if hasattr(copy, "data") else copy)
+    optimisers = list(exp.optimizers[group].values())
+    plugin.bind(ParameterSlots(params, optimisers, targets=targets, routing=routing))
