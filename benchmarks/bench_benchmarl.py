@@ -9,7 +9,8 @@ are timed alternately in one process (see _timing.side_by_side); prints JSON.
     python benchmarks/bench_benchmarl.py --device cuda --algorithms iql qmix
 
 Targets (issue 6): SHEP at most 1.10x; HetDPS (interval 100) at most 1.05x, measured with
-`--model slot --plugins hetdps` (both variants then use the slot model). MAPPO/IPPO run 1000-frame rollouts with 40
+`--model slot --plugins hetdps` (both variants then use the slot model); SHPPO at most
+1.30x, measured with `--algorithms mappo --model shppo --plugins shppo`. MAPPO/IPPO run 1000-frame rollouts with 40
 minibatches of 200 per iteration (5 epochs), the off-policy ones 40 updates of 256.
 """
 
@@ -54,8 +55,8 @@ def main() -> None:
     p.add_argument("--algorithms", nargs="+", default=["iql", "qmix", "mappo"])
     p.add_argument("--plugins", nargs="+", default=["per", "shep"])
     p.add_argument("--task", default="navigation")
-    p.add_argument("--model", choices=["mlp", "slot"], default="mlp",
-                   help="slot: every variant uses HetDPS's slot model (needed for --plugins hetdps)")  # fmt: skip
+    p.add_argument("--model", choices=["mlp", "slot", "shppo"], default="mlp",
+                   help="every variant uses this model: slot for --plugins hetdps, shppo for --plugins shppo")  # fmt: skip
     p.add_argument("--interval", type=int, default=100, help="hetdps regrouping interval (iterations)")
     p.add_argument("--repeat", type=int, default=15)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

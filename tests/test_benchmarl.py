@@ -377,6 +377,9 @@ def test_slot_model_yaml_and_registry():
     cfg = hetplug_benchmarl.SlotMlpConfig.get_from_yaml()
     assert model_config_registry["hetplug_slot_mlp"] is hetplug_benchmarl.SlotMlpConfig
     assert cfg.start == "full" and cfg.n_slots is None and list(cfg.num_cells) == [256, 256]
+    shppo = hetplug_benchmarl.SHPPOModelConfig.get_from_yaml()
+    assert model_config_registry["hetplug_shppo"] is hetplug_benchmarl.SHPPOModelConfig
+    assert (shppo.num_cells, shppo.latent_dim, shppo.decoder_hidden) == (64, 3, 64)  # Table IV
 
 
 def test_hydra_run_with_a_hetplug_group(tmp_path):
@@ -407,3 +410,74 @@ def test_hydra_hetplug_group_rejects_unknown_keys():
         callback_from_config({"plugin": ["shep"]})
     with pytest.raises(ValueError, match="unknown hetplug plugin 'shap'"):
         callback_from_config({"plugins": ["shap"]})
+
+
+# ---------------------------------------------------------------------- SHPPO
+def make_shppo_experiment(tmp_path, n_agents=3, iters=3):
+    from benchmarl.environments import VmasTask
+    from benchmarl.models.mlp import MlpConfig
+
+    task = VmasTask.NAVIGATION.get_from_yaml()
+    task.config["n_agents"] = n_agents
+    base = make_experiment(tmp_path, on_policy=True, iters=iters)
+    return Experiment(
+        task=task,
+        algorithm_config=base.algorithm_config,
+        model_config=hetplug_benchmarl.SHPPOModelConfig(num_cells=32, latent_dim=2),
+        critic_model_config=MlpConfig.get_from_yaml(),
+        seed=0,
+        config=base.config,
+    )
+
+
+def test_shppo_latent_losses_are_trained_by_the_plugin_and_logged(tmp_path):
+    exp = make_shppo_experiment(tmp_path)
+    cb = hetplug_benchmarl.wrap(exp, ["shppo"])
+    model = hetplug_benchmarl.models.shppo_model(exp, "agents")
+    before = [p.detach().clone() for p in model.latent_net.parameters()]
+    exp.run()
+    for name in ("latent_loss", "inference_loss", "entropy", "distance", "value"):
+        assert len(cb.history[f"hetplug/agents/shppo/{name}"]) == ITERS
+    assert any(
+        not torch.equal(a, b.detach()) for a, b in zip(before, model.latent_net.parameters(), strict=True)
+    )
+    assert all(p.grad is None for p in model.latent_net.parameters())  # nothing left for BenchMARL's Adam
+    # BenchMARL's own update (its optimiser holds the LatentNet too) leaves it alone: eq. (13)
+    latent = [p.detach().clone() for p in model.latent_net.parameters()]
+    actor = [p.detach().clone() for p in model.actor.parameters()]
+    exp._optimizer_loop("agents")
+    for a, b in zip(latent, model.latent_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(actor, model.actor.parameters(), strict=True))
+
+
+def test_shppo_policy_runs_with_another_team_size(tmp_path):
+    """Zero-shot: the policy trained with 3 agents drives 5 (navigation's observations do
+    not depend on the team size; SHPPO's parameters neither)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    trained = make_shppo_experiment(tmp_path / "a", n_agents=3)
+    hetplug_benchmarl.wrap(trained, ["shppo"])
+    trained.run()
+    bigger = make_shppo_experiment(tmp_path / "b", n_agents=5)
+    hetplug_benchmarl.copy_policy(trained, bigger)
+    src, dst = trained.group_policies["agents"].state_dict(), bigger.group_policies["agents"].state_dict()
+    for key in src:
+        torch.testing.assert_close(src[key], dst[key])
+    rollout = bigger.test_env.rollout(max_steps=10, policy=bigger.policy, auto_cast_to_device=True)
+    assert rollout.get(("agents", "action")).shape[-2] == 5
+    assert torch.isfinite(rollout.get(("next", "agents", "reward"))).all()
+    model = hetplug_benchmarl.models.shppo_model(bigger, "agents")
+    mu, _ = model.latent_net(rollout.get(("agents", "observation"))[0])
+    assert mu.shape == (10, 5, 2)
+
+
+def test_shppo_needs_its_model_and_an_on_policy_algorithm(tmp_path):
+    exp = make_experiment(tmp_path, on_policy=True)
+    with pytest.raises(
+        ValueError, match="plugin 'shppo' needs the group's policy built from hetplug's SHPPO model"
+    ):
+        hetplug_benchmarl.wrap(exp, ["shppo"])
+    exp = make_experiment(tmp_path, "iql")
+    with pytest.raises(ValueError, match="plugin 'shppo' is not available with off-policy Iql"):
+        hetplug_benchmarl.wrap(exp, ["shppo"])

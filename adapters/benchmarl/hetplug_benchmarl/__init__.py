@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from hetplug_benchmarl.callback import HetplugCallback
-from hetplug_benchmarl.models import SlotMlp, SlotMlpConfig
+from hetplug_benchmarl.models import SHPPOModel, SHPPOModelConfig, SlotMlp, SlotMlpConfig, copy_policy
 from hetplug_benchmarl.options import AdapterOptions, OpponentSource, PositionSource
 
 __all__ = [
@@ -22,8 +22,11 @@ __all__ = [
     "HetplugCallback",
     "OpponentSource",
     "PositionSource",
+    "SHPPOModel",
+    "SHPPOModelConfig",
     "SlotMlp",
     "SlotMlpConfig",
+    "copy_policy",
     "wrap",
 ]
 

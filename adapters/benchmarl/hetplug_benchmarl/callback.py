@@ -29,6 +29,7 @@ import hetplug
 from hetplug.plugins import BUILTIN_PLUGINS
 from hetplug.sharing import SharingPlan
 from hetplug_benchmarl.batch import check_position_source, to_trajectory_batch
+from hetplug_benchmarl.models import shppo_model
 from hetplug_benchmarl.options import AdapterOptions
 from hetplug_benchmarl.replay import (
     HetplugReplayBuffer,
@@ -40,7 +41,7 @@ from hetplug_benchmarl.slots import bind_group, slot_modules
 
 PRIORITISERS = ("per", "shep")
 #: (plugin, on_policy) pairs this adapter wires today; anything else fails at wrap time.
-SUPPORTED = {(p, on) for p in ("per", "shep", "hetdps") for on in (False, True)}
+SUPPORTED = {(p, on) for p in ("per", "shep", "hetdps") for on in (False, True)} | {("shppo", True)}
 
 
 @dataclass
@@ -48,6 +49,8 @@ class _GroupState:
     pm: pluggy.PluginManager
     spec: hetplug.HostSpec
     sampler: TrajectorySampler | None = None
+    shppo: Any = None  # the group's SHPPOModel (plugin shppo)
+    last_batch: Any = None  # the iteration's TrajectoryBatch, for auxiliary losses
     updates: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -178,6 +181,8 @@ class HetplugCallback(Callback):
                             f"opponents.group={og!r} is not an agent group; groups: {sorted(exp.group_map)}"
                         )
                     check_position_source(exp.observation_spec, og, self.adapter.opponents, "opponents")
+            if "shppo" in self.plugins:
+                shppo_model(exp, group)  # raises unless the policy is hetplug's SHPPO model
             if "hetdps" in self.plugins and len(slot_modules(exp.group_policies[group])) != 1:
                 raise ValueError(
                     "plugin 'hetdps' needs the group's policy built from hetplug's slot model "
@@ -208,6 +213,9 @@ class HetplugCallback(Callback):
             if "hetdps" in self.plugins:
                 bind_group(pm.get_plugin("hetdps"), exp, group)
             state = _GroupState(pm=pm, spec=spec)
+            if "shppo" in self.plugins:
+                state.shppo = shppo_model(exp, group)
+                pm.get_plugin("shppo").bind(state.shppo.latent_net)
             if prioritiser:
                 state.sampler = self._install_buffer(group, spec, old, pm)
             self.groups[group] = state
@@ -267,6 +275,9 @@ class HetplugCallback(Callback):
                 metrics["intrinsic_reward"] = intrinsic.mean()
             if state.sampler is not None:
                 state.sampler.stage(state.pm.hook.hetplug_replay_add(batch=tb))
+            if state.shppo is not None:  # the actor's own input, for the latent losses
+                x = torch.cat([batch.get(k) for k in state.shppo.in_keys], dim=-1)
+                state.last_batch = tb.replace(obs=x.detach())
             state.metrics = _scalar_metrics(f"hetplug/{group}/", metrics)
 
     def on_train_end(self, training_td, group: str) -> None:
@@ -275,6 +286,13 @@ class HetplugCallback(Callback):
             return
         state.updates += 1
         metrics = dict(state.metrics)
+        if state.last_batch is not None:  # SHPPO: LatentNet and InferenceNet, own optimisers
+            for out in state.pm.hook.hetplug_auxiliary_losses(batch=state.last_batch, update=state.updates):
+                if out:
+                    metrics.update(_scalar_metrics(f"hetplug/{group}/", out))
+            for p in state.shppo.latent_net.parameters():
+                p.grad = None  # BenchMARL's optimiser (it holds them too) must not reuse them
+            state.last_batch = None
         for out in state.pm.hook.hetplug_after_update(update=state.updates):
             if out:
                 metrics.update(_scalar_metrics(f"hetplug/{group}/", out))

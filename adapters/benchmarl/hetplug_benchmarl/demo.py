@@ -109,6 +109,10 @@ def _experiment(args: argparse.Namespace, out: Path, callbacks: list) -> Any:
         from hetplug_benchmarl.models import SlotMlpConfig
 
         model = SlotMlpConfig(num_cells=list(model.num_cells), activation_class=model.activation_class)
+    elif getattr(args, "model", "mlp") == "shppo":  # SHPPO's actor, Table IV sizes
+        from hetplug_benchmarl.models import SHPPOModelConfig
+
+        model = SHPPOModelConfig()
     return Experiment(
         task=task,
         algorithm_config=algorithm.get_from_yaml(),
