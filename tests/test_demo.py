@@ -46,3 +46,34 @@ def test_demo_rejects_bad_flags_before_training(tmp_path, capsys):
     with pytest.raises(SystemExit, match="--task 'nowhere' is not a VMAS task"):
         demo.main(["--task", "nowhere", "--out", str(tmp_path)])
     assert cli.main(["train"]) == 2
+
+
+TINY = ["--frames", "600", "--frames-per-batch", "100", "--envs", "4", "--updates", "2"]
+
+
+def test_demo_hetdps_draws_distances_and_groups(tmp_path):
+    out = tmp_path / "hetdps"
+    assert cli.main(["demo", *TINY, "--plugins", "hetdps", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    runs = {r["label"]: r for r in report["runs"]}
+    hetdps = runs["hetdps"]["hetdps"]["agents"]
+    assert hetdps["iterations"] == [1, 2, 3, 4, 5, 6]  # interval = iterations // 6
+    assert len(hetdps["distances"][-1]) == 3 and all(len(a) == 3 for a in hetdps["assignments"])
+    assert (out / "hetdps.png").stat().st_size > 10_000
+
+
+def test_demo_shppo_draws_the_latents(tmp_path):
+    out = tmp_path / "shppo"
+    argv = [*TINY, "--algorithm", "mappo", "--plugins", "shppo", "--out", str(out)]
+    assert cli.main(["demo", *argv]) == 0
+    report = json.loads((out / "report.json").read_text())
+    latents = report["runs"][1]["shppo_latent_means"]["agents"]  # [T, N, L]
+    assert len(latents[0]) == 3 and len(latents[0][0]) == 3
+    assert (out / "shppo_latents.png").stat().st_size > 10_000
+    assert "hetplug/agents/shppo/latent_loss" in report["runs"][1]["metrics"]
+
+
+def test_demo_refuses_shppo_with_an_off_policy_algorithm(capsys):
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--plugins", "shppo"])
+    assert "--plugins shppo needs an on-policy algorithm" in capsys.readouterr().err

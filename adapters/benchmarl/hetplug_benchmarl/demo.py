@@ -62,6 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--out", default="runs/demo")
     args = p.parse_args(argv)
+    # the model both runs use (the plugins that need their own model get it for the baseline too)
+    args.model = "slot" if "hetdps" in args.plugins else "shppo" if "shppo" in args.plugins else "mlp"
+    if args.model == "shppo" and args.algorithm not in ON_POLICY:
+        p.error(f"--plugins shppo needs an on-policy algorithm ({', '.join(sorted(ON_POLICY))})")
+    if "hetdps" in args.plugins and "shppo" in args.plugins:
+        p.error("--plugins: hetdps and shppo each need their own model; choose one")
     if args.frames_per_batch % args.envs:
         p.error(f"--frames-per-batch ({args.frames_per_batch}) must be a multiple of --envs ({args.envs})")
     if args.frames < args.frames_per_batch:
@@ -146,7 +152,9 @@ def run_once(args: argparse.Namespace, plugins: list[str], out: Path) -> dict[st
     callbacks = [recorder]
     hetplug_cb = None
     if plugins:
-        hetplug_cb = HetplugCallback(plugins)
+        iterations = max(1, args.frames // args.frames_per_batch)
+        options = {"hetdps": {"interval": max(1, iterations // 6)}} if "hetdps" in plugins else {}
+        hetplug_cb = HetplugCallback(plugins, options)  # hetdps: about six regroupings per run
         callbacks.append(hetplug_cb)
     out.mkdir(parents=True, exist_ok=True)
     label = "+".join(plugins) or "baseline"
@@ -165,7 +173,33 @@ def run_once(args: argparse.Namespace, plugins: list[str], out: Path) -> dict[st
         result["final_priorities"] = {
             g: hetplug_cb.priorities(g).float().cpu().tolist() for g in exp.group_map
         }
+    if hetplug_cb is not None and "hetdps" in plugins:
+        result["hetdps"] = {
+            g: {
+                "iterations": [it for it, _ in hetplug_cb.plans.get(g, [])],
+                "assignments": [list(a) for _, a in hetplug_cb.plans.get(g, [])],
+                "distances": [d.tolist() for d in hetplug_cb.distances.get(g, [])],
+            }
+            for g in exp.group_map
+        }
+    if hetplug_cb is not None and "shppo" in plugins:
+        result["shppo_latent_means"] = _episode_latents(exp)
     return result
+
+
+def _episode_latents(exp) -> dict[str, list]:
+    """``{group: [T, N, L]}`` latent means of one evaluation episode (first environment)."""
+    from hetplug_benchmarl.models import shppo_model
+
+    with torch.no_grad():
+        rollout = exp.test_env.rollout(max_steps=exp.max_steps, policy=exp.policy, auto_cast_to_device=True)
+        out = {}
+        for group in exp.group_map:
+            obs = rollout.get((group, "observation"))
+            obs = obs[0] if obs.dim() == 4 else obs  # vectorised envs: the first one
+            mu, _ = shppo_model(exp, group).latent_net(obs.to(next(exp.policy.parameters()).device))
+            out[group] = mu.cpu().tolist()
+    return out
 
 
 def _tail_mean(values: list[float], frac: float = 0.25) -> float:
@@ -213,6 +247,11 @@ def write_report(args: argparse.Namespace, runs: list[dict[str, Any]], out: Path
         fig.savefig(out / "hetplug.png", dpi=120)
         plt.close(fig)
 
+    if "hetdps" in plugin_run:
+        _plot_hetdps(plugin_run["hetdps"], out / "hetdps.png", plt)
+    if "shppo_latent_means" in plugin_run:
+        _plot_latents(plugin_run["shppo_latent_means"], out / "shppo_latents.png", plt)
+
     report = {
         "task": f"vmas/{args.task}",
         "algorithm": args.algorithm,
@@ -233,6 +272,51 @@ def write_report(args: argparse.Namespace, runs: list[dict[str, Any]], out: Path
     return report
 
 
+def _plot_hetdps(data: dict[str, dict], path: Path, plt) -> None:
+    """Per group: the last distance matrix, and which network each agent used over time."""
+    groups = [g for g, d in data.items() if d["iterations"]]
+    if not groups:
+        return
+    fig, axes = plt.subplots(len(groups), 2, figsize=(9, 3.5 * len(groups)), squeeze=False)
+    for (ax_d, ax_g), group in zip(axes, groups, strict=True):
+        d = data[group]
+        im = ax_d.imshow(d["distances"][-1], cmap="viridis")
+        fig.colorbar(im, ax=ax_d)
+        ax_d.set_title(f"{group}: heterogeneity distance (iteration {d['iterations'][-1]})", fontsize=9)
+        n = len(d["distances"][-1])
+        ax_d.set_xticks(range(n))
+        ax_d.set_yticks(range(n))
+        ax_d.set_xlabel("agent")
+        ax_d.set_ylabel("agent")
+        grid = torch.tensor(d["assignments"]).T  # [N, regroupings]
+        ax_g.set_yticks(range(n))
+        ax_g.imshow(grid, aspect="auto", cmap="tab10", interpolation="nearest", vmin=0, vmax=9)
+        ax_g.set_xticks(range(len(d["iterations"])), [str(i) for i in d["iterations"]], fontsize=7)
+        ax_g.set_xlabel("iteration of the regrouping")
+        ax_g.set_ylabel("agent")
+        ax_g.set_title(f"{group}: network (slot) of each agent, colour = slot", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_latents(latents: dict[str, list], path: Path, plt) -> None:
+    """SHPPO latent means over one episode, one colour per agent (like the paper's Fig. 5)."""
+    fig, axes = plt.subplots(1, len(latents), figsize=(5 * len(latents), 4), squeeze=False)
+    for ax, (group, mu) in zip(axes[0], latents.items(), strict=True):
+        mu = torch.tensor(mu)  # [T, N, L]
+        for i in range(mu.shape[1]):
+            y = mu[:, i, 1] if mu.shape[2] > 1 else torch.zeros(mu.shape[0])
+            ax.scatter(mu[:, i, 0], y, s=8, label=f"agent {i}")
+        ax.set_xlabel("latent mean, dim 0")
+        ax.set_ylabel("latent mean, dim 1")
+        ax.set_title(f"{group}: SHPPO latents over one episode", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import hetplug
@@ -242,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     runs = [run_once(args, [], out / "baseline"), run_once(args, args.plugins, out / "hetplug")]
     report = write_report(args, runs, out)
-    print(f"\nreport written to {out}/ (curves.png, hetplug.png, report.json)")
+    pngs = ", ".join(sorted(p.name for p in out.glob("*.png")))
+    print(f"\nreport written to {out}/ ({pngs}, report.json)")
     for label, s in report["summary"].items():
         print(
             f"  {label:>10}: mean step reward over the last quarter {s['final_quarter_mean_step_reward']:+.4f}"
