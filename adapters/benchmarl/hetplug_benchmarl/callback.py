@@ -29,6 +29,7 @@ import hetplug
 from hetplug.plugins import BUILTIN_PLUGINS
 from hetplug.sharing import SharingPlan
 from hetplug_benchmarl.batch import check_position_source, to_trajectory_batch
+from hetplug_benchmarl.lbs import LBSReplayBuffer
 from hetplug_benchmarl.models import shppo_model
 from hetplug_benchmarl.options import AdapterOptions
 from hetplug_benchmarl.replay import (
@@ -40,8 +41,13 @@ from hetplug_benchmarl.replay import (
 from hetplug_benchmarl.slots import bind_group, slot_modules
 
 PRIORITISERS = ("per", "shep")
+#: independent off-policy algorithms LBS serves (BenchMARL class names)
+LBS_ALGORITHMS = ("Iql", "Isac", "Iddpg")
 #: (plugin, on_policy) pairs this adapter wires today; anything else fails at wrap time.
-SUPPORTED = {(p, on) for p in ("per", "shep", "hetdps") for on in (False, True)} | {("shppo", True)}
+SUPPORTED = {(p, on) for p in ("per", "shep", "hetdps") for on in (False, True)} | {
+    ("shppo", True),
+    ("lbs", False),
+}
 
 
 @dataclass
@@ -153,6 +159,11 @@ class HetplugCallback(Callback):
                     f"supported here: {sorted(p for p, on in SUPPORTED if on == exp.on_policy)}"
                 )
         prioritiser = self.prioritiser
+        if prioritiser == "lbs" and algorithm not in LBS_ALGORITHMS:
+            raise ValueError(
+                f"plugin 'lbs' shares experience between independent learners ({', '.join(LBS_ALGORITHMS)}); "
+                f"the algorithm is {algorithm}"
+            )
         if prioritiser and exp.algorithm.has_rnn:
             raise ValueError(f"plugin {prioritiser!r}: recurrent models (sequence storage) are not supported")
         if "shep" in self.plugins and self.options.get("shep", {}).get("group_her", False):
@@ -200,10 +211,11 @@ class HetplugCallback(Callback):
         for group, agents in exp.group_map.items():
             old = exp.replay_buffers[group]
             discrete = not exp.continuous_actions
+            lbs = prioritiser == "lbs"  # LBS items are transitions (T = 1, one slot each)
             spec = hetplug.HostSpec(
                 n_agents=len(agents),
-                max_steps=steps,
-                capacity=rows,
+                max_steps=1 if lbs else steps,
+                capacity=rows * steps if lbs else rows,
                 device=old.storage.device if old.storage.device != "auto" else cfg.buffer_device,
                 n_actions=int(exp.action_spec[group, "action"].space.n) if discrete else None,
                 extra={"framework": "benchmarl", "algorithm": algorithm, "group": group},
@@ -216,7 +228,9 @@ class HetplugCallback(Callback):
             if "shppo" in self.plugins:
                 state.shppo = shppo_model(exp, group)
                 pm.get_plugin("shppo").bind(state.shppo.latent_net)
-            if prioritiser:
+            if prioritiser == "lbs":
+                self._install_lbs_buffer(group, spec, old, pm)
+            elif prioritiser:
                 state.sampler = self._install_buffer(group, spec, old, pm)
             self.groups[group] = state
 
@@ -246,6 +260,22 @@ class HetplugCallback(Callback):
             advantage_key=advantage_key,
         )
         return sampler
+
+    def _install_lbs_buffer(self, group: str, spec: hetplug.HostSpec, old, pm: pluggy.PluginManager) -> None:
+        exp = self.experiment
+        loss = exp.losses[group]
+        transform = old._transform if old._transform is not None and len(old._transform) else None
+        exp.replay_buffers[group] = LBSReplayBuffer(
+            pm=pm,
+            loss=loss,
+            group=group,
+            td_keys=((group, "td_error"), "td_error"),
+            td_squared=_td_is_squared(loss, group),
+            generator=torch.Generator(device=spec.device).manual_seed(int(exp.seed)),
+            storage=LazyTensorStorage(spec.capacity * spec.max_steps, device=spec.device),
+            batch_size=old._batch_size,
+            transform=transform,
+        )
 
     # ------------------------------------------------------------------ per iteration
     def on_batch_collected(self, batch) -> None:
