@@ -572,3 +572,14 @@ def test_lbs_needs_independent_learners(tmp_path, algorithm):
     exp = make_experiment(tmp_path, algorithm)
     with pytest.raises(ValueError, match="plugin 'lbs' shares experience between independent learners"):
         hetplug_benchmarl.wrap(exp, ["lbs"])
+
+
+@pytest.mark.parametrize("name", ["none", "per", "shep", "lbs", "hetdps", "shppo"])
+def test_every_hydra_hetplug_yaml_builds_a_callback(name):
+    import yaml
+
+    from hetplug_benchmarl.models import CONF
+    from hetplug_benchmarl.run import callback_from_config
+
+    cb = callback_from_config(yaml.safe_load((CONF / "hetplug" / f"{name}.yaml").read_text()))
+    assert cb.plugins == ([] if name == "none" else [name])

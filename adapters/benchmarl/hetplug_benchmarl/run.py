@@ -4,7 +4,7 @@
     python -m hetplug_benchmarl.run algorithm=iql task=vmas/navigation \\
         model=layers/hetplug_slot_mlp hetplug=hetdps hetplug.options.hetdps.interval=10
 
-The ``hetplug`` group (``none``, ``per``, ``shep``, ``hetdps``; yaml under
+The ``hetplug`` group (``none``, ``per``, ``shep``, ``lbs``, ``hetdps``, ``shppo``; yaml under
 ``hetplug_benchmarl/conf/hetplug``) gives ``plugins``, per-plugin ``options`` and the
 adapter's ``positions`` / ``opponents`` / ``replay_window``. Importing this package
 registers hetplug's model configs (``model=layers/hetplug_slot_mlp``).
