@@ -583,3 +583,51 @@ def test_every_hydra_hetplug_yaml_builds_a_callback(name):
 
     cb = callback_from_config(yaml.safe_load((CONF / "hetplug" / f"{name}.yaml").read_text()))
     assert cb.plugins == ([] if name == "none" else [name])
+
+
+# ---------------------------------------------------------------------- Group-HER
+HER = {
+    "group_her": True,
+    "her_moran_threshold": -2.0,
+    "her_min_length": 3,
+    "her_max_fraction": 1.0,
+    "her_reward": 1.0,
+}
+
+
+def test_group_her_copies_are_stored_after_the_originals(tmp_path):
+    """Every step qualifies (threshold below any Moran's I): each env's segment gets one
+    copy, cut after its first 3 steps, with the HER reward at step 2 and done there."""
+    exp = make_experiment(tmp_path, "iql", iters=1)
+    cb = hetplug_benchmarl.wrap(exp, ["shep"], shep=HER)
+    exp.run()
+    buf = exp.replay_buffers["agents"]
+    sampler = buf._sampler
+    assert cb.priorities("agents").numel() == 2 * ENVS
+    assert (
+        sampler.length[:ENVS].tolist() == [STEPS] * ENVS
+        and sampler.length[ENVS : 2 * ENVS].tolist() == [3] * ENVS
+    )
+    original = buf.storage.get(sampler.index[0])  # env 0, T steps
+    copy = buf.storage.get(sampler.index[ENVS])  # its copy
+    key = ("next", "agents", "reward")
+    bonus = copy.get(key) - original.get(key)
+    torch.testing.assert_close(bonus[2], torch.ones_like(bonus[2]))
+    torch.testing.assert_close(bonus[:2], torch.zeros_like(bonus[:2]))
+    assert copy.get(("next", "agents", "done"))[2].all()
+    torch.testing.assert_close(copy.get(("agents", "observation")), original.get(("agents", "observation")))
+    data = buf.sample()
+    assert (data[STEP_KEY] < sampler.length[data[SLOT_KEY]]).all()  # never past a copy's end
+
+
+def test_group_her_on_policy_copies_get_their_own_advantages(tmp_path):
+    exp = make_experiment(tmp_path, on_policy="mappo", iters=2)
+    cb = hetplug_benchmarl.wrap(exp, ["shep"], shep=HER)
+    exp.run()
+    buf = exp.replay_buffers["agents"]
+    sampler = buf._sampler
+    assert cb.priorities("agents").numel() == 2 * ENVS  # this rollout and its copies only
+    assert len(buf) == 2 * ENVS * STEPS
+    adv = ("agents", "advantage")
+    original, copy = buf.storage.get(sampler.index[0]), buf.storage.get(sampler.index[ENVS])
+    assert not torch.allclose(original.get(adv)[:3], copy.get(adv)[:3])  # relabelled reward and done

@@ -73,4 +73,6 @@ def to_trajectory_batch(
         actions=actions,
         positions=_positions(batch, group, options.positions),
         opponent_positions=opponents,
+        # the source row travels with SHEP's Group-HER copies
+        extra={"hetplug_row": torch.arange(B, device=batch.device).unsqueeze(1).expand(B, T)},
     )

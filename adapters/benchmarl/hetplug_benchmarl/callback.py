@@ -128,6 +128,7 @@ class HetplugCallback(Callback):
         # The prioritiser is whichever plugin answers replay_add (built-in or third-party).
         self.prioritiser = next((h.plugin_name for h in pm.hook.hetplug_replay_add.get_hookimpls()), None)
         self.groups: dict[str, _GroupState] = {}
+        self._fresh = False
         #: every value logged by on_train_end, in order: ``{name: [value per iteration]}``
         self.history: dict[str, list[float]] = {}
         #: HetDPS: ``{group: [(iteration, agent -> slot)]}`` and the distance matrices behind them
@@ -142,6 +143,7 @@ class HetplugCallback(Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.experiment = None
+        self._fresh = False
         self.groups = {}
         self.history = {}
         self.plans = {}
@@ -166,10 +168,6 @@ class HetplugCallback(Callback):
             )
         if prioritiser and exp.algorithm.has_rnn:
             raise ValueError(f"plugin {prioritiser!r}: recurrent models (sequence storage) are not supported")
-        if "shep" in self.plugins and self.options.get("shep", {}).get("group_her", False):
-            raise ValueError(
-                "shep.group_her: relabelled trajectories are not stored by the BenchMARL adapter yet"
-            )
         cfg = exp.config
         frames = cfg.collected_frames_per_batch(exp.on_policy)
         envs = cfg.n_envs_per_worker(exp.on_policy)
@@ -179,8 +177,13 @@ class HetplugCallback(Callback):
             )
         steps = frames // envs
         rows = max(1, cfg.replay_buffer_memory_size(exp.on_policy) // frames) * envs
+        her = "shep" in self.plugins and bool(self.options.get("shep", {}).get("group_her", False))
         if exp.on_policy:
-            rows *= self.adapter.replay_window  # rollouts kept (1: the current one)
+            # rollouts kept (1: the current one), each with room for its Group-HER copies
+            fraction = float(self.options.get("shep", {}).get("her_max_fraction", 0.5)) if her else 0.0
+            rows = (rows + int(fraction * envs)) * self.adapter.replay_window
+        #: on-policy with Group-HER and one rollout: start each rollout's storage empty
+        self._fresh = bool(exp.on_policy and her and self.adapter.replay_window == 1)
         # Check every group before changing any (nothing is replaced if one fails).
         for group in exp.group_map:
             if "shep" in self.plugins:
@@ -258,6 +261,7 @@ class HetplugCallback(Callback):
             td_keys=((group, "td_error"), "td_error"),
             td_squared=squared,
             advantage_key=advantage_key,
+            fresh_each_rollout=self._fresh,
         )
         return sampler
 
@@ -282,12 +286,16 @@ class HetplugCallback(Callback):
         exp = self.experiment
         for group, state in self.groups.items():
             tb = to_trajectory_batch(batch, group, self.adapter, discrete=not exp.continuous_actions)
+            base = tb
             intrinsic = None
+            relabelled = []
             metrics: dict[str, Any] = {}
             for res in state.pm.hook.hetplug_trajectories_collected(batch=tb):
                 if res is None:
                     continue
                 metrics.update(res.metrics)
+                if res.extra_trajectories is not None:
+                    relabelled.append(res.extra_trajectories)
                 if res.intrinsic_reward is not None:
                     intrinsic = (
                         res.intrinsic_reward if intrinsic is None else intrinsic + res.intrinsic_reward
@@ -304,11 +312,47 @@ class HetplugCallback(Callback):
                 )
                 metrics["intrinsic_reward"] = intrinsic.mean()
             if state.sampler is not None:
+                if self._fresh:  # the storage is emptied before this rollout is stored
+                    state.pm.get_plugin(self.prioritiser).sampler.clear()
                 state.sampler.stage(state.pm.hook.hetplug_replay_add(batch=tb))
+                for her in relabelled:  # Group-HER: copies stored after the originals
+                    slots = state.pm.hook.hetplug_replay_add(batch=her)
+                    state.sampler.extra.append(
+                        (slots, self._her_copies(batch, group, base, her), her.mask.sum(-1))
+                    )
             if state.shppo is not None:  # the actor's own input, for the latent losses
                 x = torch.cat([batch.get(k) for k in state.shppo.in_keys], dim=-1)
                 state.last_batch = tb.replace(obs=x.detach())
             state.metrics = _scalar_metrics(f"hetplug/{group}/", metrics)
+
+    def _her_copies(self, batch, group: str, base, her):
+        """Group-HER's relabelled copies as BenchMARL transitions ``[B' * T]``: the source
+        rows of the collected batch (intrinsic reward included), plus the HER reward, done
+        at the segment's end, then BenchMARL's own ``process_batch`` (for on-policy
+        algorithms: the copies' advantages)."""
+        exp = self.experiment
+        rows = her.extra["hetplug_row"][:, 0].to(batch.device)
+        raw = batch[rows].exclude(*exp._get_excluded_keys(group)).to(exp.config.train_device)
+        keys = raw.keys(include_nested=True)
+        reward_key = ("next", group, "reward") if ("next", group, "reward") in keys else ("next", "reward")
+        bonus = (her.reward - base.reward[rows.to(base.reward.device)]).to(raw.device)
+        reward = raw.get(reward_key)
+        raw.set(
+            reward_key,
+            reward + bonus.reshape(*bonus.shape, *([1] * (reward.dim() - bonus.dim()))).to(reward.dtype),
+        )
+        done = her.done.to(raw.device)
+        for key in (
+            ("next", group, "done"),
+            ("next", group, "terminated"),
+            ("next", "done"),
+            ("next", "terminated"),
+        ):
+            if key in keys:
+                value = raw.get(key)
+                raw.set(key, value | done.reshape(*done.shape, *([1] * (value.dim() - 2))).expand_as(value))
+        raw = exp.algorithm.process_batch(group, raw)
+        return raw if exp.algorithm.has_rnn else raw.reshape(-1)
 
     def on_train_end(self, training_td, group: str) -> None:
         state = self.groups.get(group)

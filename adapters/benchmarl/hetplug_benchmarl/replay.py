@@ -52,12 +52,19 @@ class TrajectorySampler(Sampler):
         self.max_td = torch.ones((), device=self.device)
         self.generator: torch.Generator | None = None
         self._pending: torch.Tensor | None = None
+        self._pending_length: torch.Tensor | None = None
         self._last_rows: torch.Tensor | None = None
+        #: valid steps of each slot (T, or fewer for a Group-HER copy cut at its segment end)
+        self.length = torch.full((capacity,), steps, dtype=torch.long, device=self.device)
+        #: Group-HER copies waiting for the buffer's extend: (slots, transitions, lengths)
+        self.extra: list[tuple[torch.Tensor, TensorDictBase, torch.Tensor]] = []
 
     # --- writes ----------------------------------------------------------------
-    def stage(self, slots: torch.Tensor) -> None:
-        """The slots hetplug gave the next batch (``hetplug_replay_add``), row order."""
+    def stage(self, slots: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+        """The slots hetplug gave the next batch (``hetplug_replay_add``), row order, and
+        optionally each row's valid steps (Group-HER copies end at their segment)."""
         self._pending = slots.to(self.device)
+        self._pending_length = None if lengths is None else lengths.to(self.device, torch.long)
 
     def extend(self, index: torch.Tensor) -> None:
         if self._pending is None:
@@ -74,6 +81,7 @@ class TrajectorySampler(Sampler):
             )
         self.index[rows] = index.view(rows.numel(), self.steps)
         self.td[rows] = float("nan")
+        self.length[rows] = self.steps if self._pending_length is None else self._pending_length
         self._last_rows = rows
         self._pending = None
 
@@ -86,7 +94,8 @@ class TrajectorySampler(Sampler):
     def sample(self, storage, batch_size: int) -> tuple[torch.Tensor, dict]:
         res = self.pm.hook.hetplug_replay_sample(batch_size=batch_size, generator=self.generator, td_fn=None)
         slots = res.indices.to(self.device)
-        step = torch.randint(self.steps, (batch_size,), device=self.device, generator=self.generator)
+        u = torch.rand(batch_size, device=self.device, generator=self.generator)
+        step = (u * self.length[slots]).long().clamp_max(self.steps - 1)  # uniform over valid steps
         weights = res.weights.to(self.device).float()
         info = {
             WEIGHT_KEY: weights[:, None].expand(batch_size, self.n_agents).contiguous(),
@@ -102,7 +111,11 @@ class TrajectorySampler(Sampler):
         td = td.detach().to(self.device, torch.float32).abs().reshape(slots.numel(), self.steps)
         self.td[slots] = td
         self.max_td = torch.maximum(self.max_td, td.max())
-        return self.pm.hook.hetplug_update_priorities(indices=slots, td_error=td, mask=None)
+        return self.pm.hook.hetplug_update_priorities(indices=slots, td_error=td, mask=self._valid(slots))
+
+    def _valid(self, slots: torch.Tensor) -> torch.Tensor:
+        """``[len(slots), T]`` True on each slot's valid steps."""
+        return torch.arange(self.steps, device=self.device) < self.length[slots].unsqueeze(1)
 
     def record_td(self, slots: torch.Tensor, step: torch.Tensor, td: torch.Tensor) -> torch.Tensor:
         """Store ``|TD|`` of the sampled steps and re-prioritise their trajectories."""
@@ -112,20 +125,27 @@ class TrajectorySampler(Sampler):
         self.max_td = torch.maximum(self.max_td, td.max())
         rows = self.td[slots]
         rows = torch.where(torch.isnan(rows), self.max_td, rows)
-        return self.pm.hook.hetplug_update_priorities(indices=slots, td_error=rows, mask=None)
+        return self.pm.hook.hetplug_update_priorities(indices=slots, td_error=rows, mask=self._valid(slots))
 
     # --- TorchRL bookkeeping ------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"index": self.index.clone(), "td": self.td.clone(), "max_td": self.max_td.clone()}
+        return {
+            "index": self.index.clone(),
+            "td": self.td.clone(),
+            "max_td": self.max_td.clone(),
+            "length": self.length.clone(),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.index.copy_(state_dict["index"])
         self.td.copy_(state_dict["td"])
         self.max_td.copy_(state_dict["max_td"])
+        self.length.copy_(state_dict["length"])
 
     def _empty(self) -> None:
         self.index.fill_(-1)
         self.td.fill_(float("nan"))
+        self.length.fill_(self.steps)
 
     def dumps(self, path) -> None:
         torch.save(self.state_dict(), f"{path}/hetplug_sampler.pt")
@@ -148,13 +168,34 @@ class HetplugReplayBuffer(TensorDictReplayBuffer):
             (SAC, hetplug's weighted mixer loss); the square root is taken.
     """
 
-    def __init__(self, *, td_keys: tuple, td_squared: bool, advantage_key=None, **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        td_keys: tuple,
+        td_squared: bool,
+        advantage_key=None,
+        fresh_each_rollout: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self._hetplug_td_keys = td_keys
         self._hetplug_td_squared = td_squared
         self._hetplug_advantage_key = advantage_key
+        #: on-policy with Group-HER copies and a window of 1: start each rollout empty
+        self._hetplug_fresh = fresh_each_rollout
 
     def extend(self, data: TensorDictBase, *args, **kwargs):
+        if self._hetplug_fresh:
+            self.empty()
+        index = self._extend_rows(data, *args, **kwargs)
+        sampler = self._sampler
+        extra, sampler.extra = sampler.extra, []
+        for slots, copies, lengths in extra:  # SHEP's Group-HER copies, after the originals
+            sampler.stage(slots, lengths)
+            self._extend_rows(copies, *args, **kwargs)
+        return index
+
+    def _extend_rows(self, data: TensorDictBase, *args, **kwargs):
         index = super().extend(data, *args, **kwargs)
         if self._hetplug_advantage_key is not None:  # on-policy: priorities from |advantage|
             adv = data.get(self._hetplug_advantage_key).detach()
