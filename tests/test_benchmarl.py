@@ -631,3 +631,28 @@ def test_group_her_on_policy_copies_get_their_own_advantages(tmp_path):
     adv = ("agents", "advantage")
     original, copy = buf.storage.get(sampler.index[0]), buf.storage.get(sampler.index[ENVS])
     assert not torch.allclose(original.get(adv)[:3], copy.get(adv)[:3])  # relabelled reward and done
+
+
+def test_checkpoint_restores_hetdps_groups(tmp_path):
+    """A restored run continues with the same grouping: the manager's state (under
+    "hetplug") and the slot model's routing (in the loss state) come back together."""
+    exp = make_slot_experiment(tmp_path)
+    exp.config.checkpoint_at_end = True
+    cb = hetplug_benchmarl.wrap(exp, ["hetdps"], hetdps={**HETDPS, "preference": 0.0})
+    exp.run()
+    plan = cb.plans["agents"][-1][1]
+    assert len(set(plan)) == 3
+    ckpt = next((exp.folder_name / "checkpoints").glob("*.pt"))
+    exp.config.restore_file = str(ckpt)
+    exp2 = make_slot_experiment(tmp_path)
+    exp2.config.restore_file = str(ckpt)
+    exp2 = Experiment(task=exp2.task, algorithm_config=exp2.algorithm_config, model_config=exp2.model_config,
+                      critic_model_config=exp2.critic_model_config, seed=0, config=exp2.config)  # fmt: skip
+    cb2 = hetplug_benchmarl.wrap(exp2, ["hetdps"], hetdps={**HETDPS, "preference": 0.0})
+    plugin = cb2.plugin_manager("agents").get_plugin("hetdps")
+    assert tuple(plugin.routing("cpu").tolist()) == plan
+    slot = [
+        m for m in exp2.group_policies["agents"].modules() if isinstance(m, hetplug_benchmarl.slots.SlotMLP)
+    ][0]
+    assert tuple(slot.routing.tolist()) == plan
+    assert len(plugin.estimator.pool) == len(cb.plugin_manager("agents").get_plugin("hetdps").estimator.pool)

@@ -35,7 +35,9 @@ def bind_group(plugin, exp, group: str) -> None:
             f"hetdps.n_slots={plugin.manager.n_slots} differs from the slot model's n_slots={n_slots} "
             f"(group {group!r}); set both to the same value"
         )
-    if not torch.equal(net.routing.cpu(), plugin.routing("cpu")):
+    # (a restored experiment already carries its saved routing; the plugin's grouping comes
+    # back right after, with the "hetplug" entry of the same checkpoint)
+    if not exp.config.restore_file and not torch.equal(net.routing.cpu(), plugin.routing("cpu")):
         raise ValueError(
             f"hetdps.start={plugin.config.start!r} differs from the slot model's start (routing "
             f"{net.routing.tolist()}, group {group!r}); set both to the same value"
