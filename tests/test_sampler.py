@@ -25,11 +25,13 @@ def test_probabilities_follow_priority_power(device):
     assert torch.allclose(s.probabilities().cpu(), expected)
 
 
+@pytest.mark.parametrize("flat_max", [0, 16384], ids=["tree", "flat"])
 @pytest.mark.parametrize("fanout", [2, 3, 32])
 @pytest.mark.parametrize("n", [1, 7, 200, 1000])
-def test_sampling_frequencies_match_probabilities_chi_square(n, fanout):
-    """Counts over many draws are consistent with p_i (chi-square, fixed seed)."""
-    s, pri = filled(n=n, fanout=fanout)
+def test_sampling_frequencies_match_probabilities_chi_square(n, fanout, flat_max):
+    """Counts over many draws are consistent with p_i (chi-square, fixed seed), for the
+    tree walk and for the flat scan small buffers use."""
+    s, pri = filled(n=n, fanout=fanout, flat_max=flat_max)
     g = torch.Generator().manual_seed(123)
     draws = 50 * n + 1000
     idx = torch.cat([s.sample(1000, g).indices for _ in range(draws // 1000 + 1)])
@@ -42,8 +44,9 @@ def test_sampling_frequencies_match_probabilities_chi_square(n, fanout):
     assert p_value > 1e-3
 
 
-def test_zero_priority_items_are_never_drawn():
-    s = PrioritizedSampler(64, alpha=1.0)
+@pytest.mark.parametrize("flat_max", [0, 16384], ids=["tree", "flat"])
+def test_zero_priority_items_are_never_drawn(flat_max):
+    s = PrioritizedSampler(64, alpha=1.0, flat_max=flat_max)
     pri = torch.zeros(64)
     pri[[3, 40]] = torch.tensor([1.0, 3.0])
     s.add(pri)
@@ -124,8 +127,9 @@ def test_clipping_that_cannot_be_met_gives_uniform_over_positive():
     assert s.probabilities().tolist() == pytest.approx([1 / 3, 1 / 3, 0.0, 1 / 3])
 
 
-def test_ring_overwrites_oldest_and_update_last_wins():
-    s = PrioritizedSampler(5, alpha=1.0)
+@pytest.mark.parametrize("flat_max", [0, 16384], ids=["tree", "flat"])
+def test_ring_overwrites_oldest_and_update_last_wins(flat_max):
+    s = PrioritizedSampler(5, alpha=1.0, flat_max=flat_max, fanout=2)
     assert s.add(torch.ones(3)).tolist() == [0, 1, 2]
     assert s.add(torch.full((4,), 2.0)).tolist() == [3, 4, 0, 1]
     assert len(s) == 5
@@ -239,3 +243,16 @@ def test_sample_unpacks_as_indices_and_weights():
     s, _ = filled(n=10)
     indices, weights = s.sample(4, torch.Generator().manual_seed(0))
     assert indices.shape == weights.shape == (4,)
+
+
+def test_flat_and_tree_paths_hold_the_same_tree():
+    """The bulk rebuild of small buffers writes the same sums and minima as the per-node
+    updates of the tree path, and a seeded draw picks items with the same masses."""
+    flat, pri = filled(n=300, fanout=4, flat_max=16384)
+    tree, _ = filled(n=300, fanout=4, flat_max=0)
+    idx, new = torch.tensor([5, 7, 5, 299]), torch.tensor([0.5, 2.0, 3.0, 0.0], dtype=torch.float64)
+    for s in (flat, tree):
+        s.update(idx, new)
+    for a, b in zip(flat._sums + flat._mins, tree._sums + tree._mins, strict=True):
+        torch.testing.assert_close(a, b)
+    assert 299 not in flat.sample(5000, torch.Generator().manual_seed(1)).indices.tolist()

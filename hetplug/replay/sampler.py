@@ -44,6 +44,10 @@ class SamplerConfig:
     ``"batch"``: by the largest in the batch; ``"none"``: raw ``(N p_i)^-beta``."""
     fanout: int = 32
     """Children per tree node; 16-64 suits CPUs and GPUs."""
+    flat_max: int = 16384
+    """Up to this capacity a draw scans the flat masses (one cumsum and searchsorted) and a
+    write rebuilds the tree's upper levels whole; both beat the tree walk for small
+    buffers (trajectory slots). Larger buffers use the tree. 0: always the tree."""
     check_inputs: bool = True
     """Validate priorities and indices (one host synchronisation per call)."""
 
@@ -56,6 +60,7 @@ class SamplerConfig:
             check_range("max_probability", self.max_probability, 0.0, 1.0, low_open=True)
         check_choice("weight_normalization", self.weight_normalization, ("max", "batch", "none"))
         check_int("fanout", self.fanout, 2)
+        check_int("flat_max", self.flat_max, 0)
 
 
 class PrioritizedSampler:
@@ -225,6 +230,12 @@ class PrioritizedSampler:
         self._sums[0][indices] = mass
         self._mins[0][indices] = torch.where(mass > 0, mass, torch.inf)
         k = self.config.fanout
+        if self.capacity <= self.config.flat_max:  # small tree: rebuild the upper levels whole
+            for lvl in range(len(self._sums) - 1):
+                parents = self._sums[lvl].numel() // k  # the next level is padded beyond them
+                self._sums[lvl + 1][:parents] = self._sums[lvl].view(-1, k).sum(-1)
+                self._mins[lvl + 1][:parents] = self._mins[lvl].view(-1, k).amin(-1)
+            return
         node = indices
         for lvl in range(len(self._sums) - 1):
             node = node // k  # duplicates write the same value
@@ -268,7 +279,10 @@ class PrioritizedSampler:
             p = probs[indices]
             p_min = probs[probs > 0].min() if self.config.weight_normalization == "max" else None
         else:
-            indices = self._descend(batch_size, total, generator)
+            if self.capacity <= self.config.flat_max:
+                indices = self._flat_draw(batch_size, generator)
+            else:
+                indices = self._descend(batch_size, total, generator)
             p = self._sums[0][indices] / total
             p_min = self._mins[-1].amin() / total
         beta = self.beta
@@ -280,6 +294,15 @@ class PrioritizedSampler:
         elif self.config.weight_normalization == "batch":
             weights = weights / weights.max()
         return SampleResult(indices=indices, weights=weights, probabilities=p)
+
+    def _flat_draw(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
+        mass = self._sums[0][: self._size]
+        cum = mass.cumsum(0)
+        u = torch.rand(batch_size, generator=generator, device=self.device, dtype=self._dtype) * cum[-1]
+        choice = torch.searchsorted(cum, u, right=True)
+        # Rounding can put u at the very end: fall back to the last item with mass.
+        last = self._size - 1 - (mass > 0).flip(0).to(torch.uint8).argmax()
+        return torch.minimum(choice, last)
 
     def _descend(
         self, batch_size: int, total: torch.Tensor, generator: torch.Generator | None
