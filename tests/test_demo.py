@@ -11,11 +11,31 @@ from hetplug_benchmarl import cli, demo
 
 def test_demo_writes_the_report(tmp_path):
     out = tmp_path / "demo"
+    argv = ["--algorithm", "iql", "--plugins", "shep", "--frames", "400", "--frames-per-batch", "200",
+            "--envs", "4", "--updates", "2", "--out", str(out)]  # fmt: skip
+    assert cli.main(["demo", *argv]) == 0
+    report = json.loads((out / "report.json").read_text())
+    (comp,) = report["comparisons"]
+    assert [r["label"] for r in comp["runs"]] == ["baseline", "shep"]
+    for run in comp["runs"]:
+        assert run["frames"] == [200, 400]
+        assert len(run["mean_step_reward"]) == 2
+    shep = comp["runs"][1]
+    assert len(shep["final_priorities"]["agents"]) == 2 * 4  # iterations x envs trajectories
+    assert len(shep["metrics"]["hetplug/agents/shep/moran_i"]) == 2
+    assert set(comp["summary"]) == {"baseline", "shep"}
+    for name in ("curves.png", "hetplug.png"):
+        assert (out / name).stat().st_size > 10_000
+
+
+def test_demo_suite_covers_shep_hetdps_and_shppo(tmp_path):
+    """The README's default: three comparisons, every figure the issue asks for."""
+    out = tmp_path / "suite"
     argv = [
         "--frames",
-        "400",
+        "600",
         "--frames-per-batch",
-        "200",
+        "100",
         "--envs",
         "4",
         "--updates",
@@ -25,15 +45,9 @@ def test_demo_writes_the_report(tmp_path):
     ]
     assert cli.main(["demo", *argv]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert [r["label"] for r in report["runs"]] == ["baseline", "shep"]
-    for run in report["runs"]:
-        assert run["frames"] == [200, 400]
-        assert len(run["mean_step_reward"]) == 2
-    shep = report["runs"][1]
-    assert len(shep["final_priorities"]["agents"]) == 2 * 4  # iterations x envs trajectories
-    assert len(shep["metrics"]["hetplug/agents/shep/moran_i"]) == 2
-    assert set(report["summary"]) == {"baseline", "shep"}
-    for name in ("curves.png", "hetplug.png"):
+    got = [(c["algorithm"], c["plugins"], c["model"]) for c in report["comparisons"]]
+    assert got == [("iql", ["shep"], "mlp"), ("iql", ["hetdps"], "slot"), ("mappo", ["shppo"], "shppo")]
+    for name in ("curves.png", "hetplug.png", "hetdps.png", "shppo_latents.png"):
         assert (out / name).stat().st_size > 10_000
 
 
@@ -53,9 +67,9 @@ TINY = ["--frames", "600", "--frames-per-batch", "100", "--envs", "4", "--update
 
 def test_demo_hetdps_draws_distances_and_groups(tmp_path):
     out = tmp_path / "hetdps"
-    assert cli.main(["demo", *TINY, "--plugins", "hetdps", "--out", str(out)]) == 0
+    assert cli.main(["demo", *TINY, "--algorithm", "iql", "--plugins", "hetdps", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
-    runs = {r["label"]: r for r in report["runs"]}
+    runs = {r["label"]: r for r in report["comparisons"][0]["runs"]}
     hetdps = runs["hetdps"]["hetdps"]["agents"]
     assert hetdps["iterations"] == [1, 2, 3, 4, 5, 6]  # interval = iterations // 6
     assert len(hetdps["distances"][-1]) == 3 and all(len(a) == 3 for a in hetdps["assignments"])
@@ -67,10 +81,10 @@ def test_demo_shppo_draws_the_latents(tmp_path):
     argv = [*TINY, "--algorithm", "mappo", "--plugins", "shppo", "--out", str(out)]
     assert cli.main(["demo", *argv]) == 0
     report = json.loads((out / "report.json").read_text())
-    latents = report["runs"][1]["shppo_latent_means"]["agents"]  # [T, N, L]
+    latents = report["comparisons"][0]["runs"][1]["shppo_latent_means"]["agents"]  # [T, N, L]
     assert len(latents[0]) == 3 and len(latents[0][0]) == 3
     assert (out / "shppo_latents.png").stat().st_size > 10_000
-    assert "hetplug/agents/shppo/latent_loss" in report["runs"][1]["metrics"]
+    assert "hetplug/agents/shppo/latent_loss" in report["comparisons"][0]["runs"][1]["metrics"]
 
 
 def test_demo_refuses_shppo_with_an_off_policy_algorithm(capsys):

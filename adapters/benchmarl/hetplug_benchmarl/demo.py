@@ -1,13 +1,19 @@
-"""``hetplug demo``: a short real BenchMARL training on VMAS, with and without hetplug.
+"""``hetplug demo``: short real BenchMARL trainings on VMAS, with and without hetplug.
 
-    hetplug demo                                    # IQL on vmas/navigation, with and without SHEP
+    hetplug demo                                    # the suite: three comparisons (below)
+    hetplug demo --algorithm iql --plugins shep     # one comparison
     hetplug demo --plugins per --algorithm qmix --frames 20000
     hetplug demo --task balance --device cuda
 
-Both runs use the same seed and settings; only the plugins differ. The report goes to
-``--out`` (default runs/demo): ``curves.png`` (mean environment reward per step against
-frames, both runs side by side), ``hetplug.png`` (the plugin's metrics over training and
-the final trajectory priorities) and ``report.json`` with every number plotted.
+The suite (no ``--algorithm``/``--plugins``) runs three comparisons, each twice with the
+same seed and settings, only the plugins differing: IQL with and without SHEP, IQL with
+and without HetDPS (both runs on HetDPS's slot model), and MAPPO with and without SHPPO's
+latent training (both runs on SHPPO's actor). The report goes to ``--out`` (default
+runs/demo): ``curves.png`` (mean environment reward per step against frames, one panel
+per comparison), ``hetplug.png`` (SHEP's metrics over training and the final trajectory
+priorities), ``hetdps.png`` (the distance matrix and each agent's network over time),
+``shppo_latents.png`` (latent means of one episode) and ``report.json`` with every number
+plotted.
 """
 
 from __future__ import annotations
@@ -45,6 +51,14 @@ ALGORITHMS = {
 }
 #: on-policy algorithms (the buffer holds the current rollout)
 ON_POLICY = {"mappo": MappoConfig, "ippo": IppoConfig}
+#: the default demo: one comparison per method that needs no external data
+SUITE = [("iql", ["shep"]), ("iql", ["hetdps"]), ("mappo", ["shppo"])]
+
+
+def model_for(plugins: list[str]) -> str:
+    """The model both runs of a comparison use (a plugin that needs its own model gets it
+    for the baseline too, so only the plugin differs)."""
+    return "slot" if "hetdps" in plugins else "shppo" if "shppo" in plugins else "mlp"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,9 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="hetplug demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--task", default="navigation", help="VMAS task (BenchMARL's VmasTask name), e.g. balance")
-    p.add_argument("--algorithm", default="iql", choices=sorted(ALGORITHMS) + sorted(ON_POLICY))
-    p.add_argument("--plugins", nargs="+", default=["shep"], help="hetplug plugins for the second run")
-    p.add_argument("--frames", type=int, default=60_000, help="environment frames per run")
+    p.add_argument("--algorithm", choices=sorted(ALGORITHMS) + sorted(ON_POLICY),
+                   help="one comparison with this algorithm (default: the suite)")  # fmt: skip
+    p.add_argument("--plugins", nargs="+", help="hetplug plugins for the second run (default: the suite)")
+    p.add_argument(
+        "--frames", type=int, help="environment frames per run (default 60000; 30000 in the suite)"
+    )
     p.add_argument("--envs", type=int, default=20, help="vectorised VMAS environments")
     p.add_argument("--frames-per-batch", type=int, default=1_000, help="frames collected per iteration")
     p.add_argument("--updates", type=int, default=40, help="optimiser steps per iteration")
@@ -62,12 +79,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--out", default="runs/demo")
     args = p.parse_args(argv)
-    # the model both runs use (the plugins that need their own model get it for the baseline too)
-    args.model = "slot" if "hetdps" in args.plugins else "shppo" if "shppo" in args.plugins else "mlp"
-    if args.model == "shppo" and args.algorithm not in ON_POLICY:
-        p.error(f"--plugins shppo needs an on-policy algorithm ({', '.join(sorted(ON_POLICY))})")
-    if "hetdps" in args.plugins and "shppo" in args.plugins:
-        p.error("--plugins: hetdps and shppo each need their own model; choose one")
+    args.suite = args.algorithm is None and args.plugins is None
+    args.algorithm = args.algorithm or "iql"
+    args.plugins = args.plugins or ["shep"]
+    args.frames = args.frames or (30_000 if args.suite else 60_000)
+    args.comparisons = SUITE if args.suite else [(args.algorithm, list(args.plugins))]
+    for algorithm, plugins in args.comparisons:
+        if "shppo" in plugins and algorithm not in ON_POLICY:
+            p.error(f"--plugins shppo needs an on-policy algorithm ({', '.join(sorted(ON_POLICY))})")
+        if "hetdps" in plugins and "shppo" in plugins:
+            p.error("--plugins: hetdps and shppo each need their own model; choose one")
     if args.frames_per_batch % args.envs:
         p.error(f"--frames-per-batch ({args.frames_per_batch}) must be a multiple of --envs ({args.envs})")
     if args.frames < args.frames_per_batch:
@@ -207,69 +228,82 @@ def _tail_mean(values: list[float], frac: float = 0.25) -> float:
     return sum(values[-k:]) / k
 
 
-def write_report(args: argparse.Namespace, runs: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+def write_report(args: argparse.Namespace, comparisons: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+    """Plots and ``report.json`` for ``comparisons`` (each: algorithm, plugins, runs)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for run in runs:
-        ax.plot(run["frames"], run["mean_step_reward"], label=run["label"])
-    ax.set_xlabel("environment frames")
-    ax.set_ylabel("mean reward per agent-step")
-    ax.set_title(f"{args.algorithm} on vmas/{args.task} (seed {args.seed})")
-    ax.legend()
+    fig, axes = plt.subplots(1, len(comparisons), figsize=(6 * len(comparisons), 4), squeeze=False)
+    for ax, comp in zip(axes[0], comparisons, strict=True):
+        for run in comp["runs"]:
+            ax.plot(run["frames"], run["mean_step_reward"], label=run["label"])
+        ax.set_xlabel("environment frames")
+        ax.set_ylabel("mean reward per agent-step")
+        ax.set_title(
+            f"{comp['algorithm']} on vmas/{args.task} (seed {args.seed}, {comp['model']} model)", fontsize=9
+        )
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=120)
     plt.close(fig)
 
-    plugin_run = runs[-1]
-    series = {k: v for k, v in plugin_run["metrics"].items() if not k.endswith("/stored")}
-    panels = len(series) + (1 if "final_priorities" in plugin_run else 0)
-    if panels:
-        cols = min(3, panels)
-        rows = -(-panels // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-        flat = list(axes.flat)
-        for ax, (name, values) in zip(flat, sorted(series.items()), strict=False):
-            ax.plot(plugin_run["frames"][: len(values)], values)
-            ax.set_title(name.split("/", 2)[-1], fontsize=9)
-            ax.set_xlabel("frames", fontsize=8)
-        if "final_priorities" in plugin_run:
-            ax = flat[len(series)]
-            for group, p in plugin_run["final_priorities"].items():
-                ax.hist(p, bins=30, alpha=0.7, label=group)
-            ax.set_title("final trajectory priorities", fontsize=9)
-        for ax in flat[panels:]:
-            ax.axis("off")
-        fig.tight_layout()
-        fig.savefig(out / "hetplug.png", dpi=120)
-        plt.close(fig)
-
-    if "hetdps" in plugin_run:
-        _plot_hetdps(plugin_run["hetdps"], out / "hetdps.png", plt)
-    if "shppo_latent_means" in plugin_run:
-        _plot_latents(plugin_run["shppo_latent_means"], out / "shppo_latents.png", plt)
+    plugin_runs = [comp["runs"][-1] for comp in comparisons]
+    shep = next((r for r in plugin_runs if "final_priorities" in r), None)
+    if shep is not None:
+        _plot_metrics(shep, out / "hetplug.png", plt)
+    hetdps = next((r for r in plugin_runs if "hetdps" in r), None)
+    if hetdps is not None:
+        _plot_hetdps(hetdps["hetdps"], out / "hetdps.png", plt)
+    shppo = next((r for r in plugin_runs if "shppo_latent_means" in r), None)
+    if shppo is not None:
+        _plot_latents(shppo["shppo_latent_means"], out / "shppo_latents.png", plt)
 
     report = {
         "task": f"vmas/{args.task}",
-        "algorithm": args.algorithm,
-        "plugins": args.plugins,
         "frames": args.frames,
         "seed": args.seed,
         "device": args.device,
-        "summary": {
-            run["label"]: {
-                "final_quarter_mean_step_reward": _tail_mean(run["mean_step_reward"]),
-                "seconds": run["seconds"],
+        "comparisons": [
+            {
+                **comp,
+                "summary": {
+                    run["label"]: {
+                        "final_quarter_mean_step_reward": _tail_mean(run["mean_step_reward"]),
+                        "seconds": run["seconds"],
+                    }
+                    for run in comp["runs"]
+                },
             }
-            for run in runs
-        },
-        "runs": runs,
+            for comp in comparisons
+        ],
     }
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def _plot_metrics(run: dict[str, Any], path: Path, plt) -> None:
+    """The plugin's scalar metrics over training and the final trajectory priorities."""
+    series = {k: v for k, v in run["metrics"].items() if not k.endswith("/stored")}
+    panels = len(series) + 1
+    cols = min(3, panels)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax, (name, values) in zip(flat, sorted(series.items()), strict=False):
+        ax.plot(run["frames"][: len(values)], values)
+        ax.set_title(name.split("/", 2)[-1], fontsize=9)
+        ax.set_xlabel("frames", fontsize=8)
+    ax = flat[len(series)]
+    for group, p in run["final_priorities"].items():
+        ax.hist(p, bins=30, alpha=0.7, label=group)
+    ax.set_title("final trajectory priorities", fontsize=9)
+    for ax in flat[panels:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _plot_hetdps(data: dict[str, dict], path: Path, plt) -> None:
@@ -321,16 +355,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import hetplug
 
-    hetplug.get_plugin_manager(args.plugins)  # unknown names fail before any training
+    for _, plugins in args.comparisons:
+        hetplug.get_plugin_manager(plugins)  # unknown names fail before any training
     torch.set_num_threads(1) if args.device == "cpu" else None
     out = Path(args.out)
-    runs = [run_once(args, [], out / "baseline"), run_once(args, args.plugins, out / "hetplug")]
-    report = write_report(args, runs, out)
+    comparisons = []
+    for algorithm, plugins in args.comparisons:
+        run_args = argparse.Namespace(**{**vars(args), "algorithm": algorithm, "plugins": plugins,
+                                         "model": model_for(plugins)})  # fmt: skip
+        name = f"{algorithm}-{'+'.join(plugins)}"
+        runs = [
+            run_once(run_args, [], out / name / "baseline"),
+            run_once(run_args, plugins, out / name / "hetplug"),
+        ]
+        comparisons.append(
+            {"algorithm": algorithm, "plugins": plugins, "model": run_args.model, "runs": runs}
+        )
+    report = write_report(args, comparisons, out)
     pngs = ", ".join(sorted(p.name for p in out.glob("*.png")))
     print(f"\nreport written to {out}/ ({pngs}, report.json)")
-    for label, s in report["summary"].items():
-        print(
-            f"  {label:>10}: mean step reward over the last quarter {s['final_quarter_mean_step_reward']:+.4f}"
-            f" ({s['seconds']:.0f} s)"
-        )
+    for comp in report["comparisons"]:
+        for label, s in comp["summary"].items():
+            print(
+                f"  {comp['algorithm']:>6} {label:>10}: mean step reward over the last quarter "
+                f"{s['final_quarter_mean_step_reward']:+.4f} ({s['seconds']:.0f} s)"
+            )
     return 0
