@@ -38,7 +38,7 @@ from hetplug_benchmarl.replay import (
     WeightedClipPPOLoss,
     WeightedQMixerLoss,
 )
-from hetplug_benchmarl.slots import bind_group, slot_modules
+from hetplug_benchmarl.slots import bind_group, check_group
 
 PRIORITISERS = ("per", "shep")
 #: independent off-policy algorithms LBS serves (BenchMARL class names)
@@ -197,12 +197,8 @@ class HetplugCallback(Callback):
                     check_position_source(exp.observation_spec, og, self.adapter.opponents, "opponents")
             if "shppo" in self.plugins:
                 shppo_model(exp, group)  # raises unless the policy is hetplug's SHPPO model
-            if "hetdps" in self.plugins and len(slot_modules(exp.group_policies[group])) != 1:
-                raise ValueError(
-                    "plugin 'hetdps' needs the group's policy built from hetplug's slot model "
-                    "(model_config=hetplug_benchmarl.SlotMlpConfig, or model=layers/hetplug_slot_mlp); "
-                    f"group {group!r} has none"
-                )
+            if "hetdps" in self.plugins:
+                check_group(self.options.get("hetdps", {}), exp, group)
             if prioritiser and exp.on_policy:
                 if not isinstance(exp.losses[group], ClipPPOLoss):
                     raise ValueError(

@@ -14,13 +14,12 @@ def slot_modules(module: torch.nn.Module) -> list[SlotMLP]:
     return [m for m in module.modules() if isinstance(m, SlotMLP)]
 
 
-def bind_group(plugin, exp, group: str) -> None:
-    """Hand ``plugin`` (hetdps) the ``ParameterSlots`` of ``group``'s slot model.
+def check_group(options: dict, exp, group: str) -> None:
+    """Before anything changes: ``group``'s policy has one slot model whose ``n_slots`` and
+    ``start`` agree with the ``hetdps`` options (unless the experiment restores a checkpoint,
+    which brings its own grouping)."""
+    from hetplug.sharing.plugin import HetDPSConfig
 
-    Raises:
-        ValueError: the group's policy has no (or more than one) slot model, or its slots or
-            start do not match the plugin's ``n_slots`` / ``start``.
-    """
     found = slot_modules(exp.group_policies[group])
     if len(found) != 1:
         raise ValueError(
@@ -28,20 +27,28 @@ def bind_group(plugin, exp, group: str) -> None:
             f"(model_config=hetplug_benchmarl.SlotMlpConfig, or model=layers/hetplug_slot_mlp); "
             f"group {group!r} has {len(found)} slot models"
         )
-    net = found[0]
+    net, config = found[0], HetDPSConfig(**options)
     n_slots = net.weights[0].shape[0]
-    if n_slots != plugin.manager.n_slots:
+    wanted = config.n_slots or len(exp.group_map[group])
+    if n_slots != wanted:
         raise ValueError(
-            f"hetdps.n_slots={plugin.manager.n_slots} differs from the slot model's n_slots={n_slots} "
+            f"hetdps.n_slots={wanted} differs from the slot model's n_slots={n_slots} "
             f"(group {group!r}); set both to the same value"
         )
-    # (a restored experiment already carries its saved routing; the plugin's grouping comes
-    # back right after, with the "hetplug" entry of the same checkpoint)
-    if not exp.config.restore_file and not torch.equal(net.routing.cpu(), plugin.routing("cpu")):
+    start = "full" if bool((net.routing == 0).all()) else "none"
+    if not exp.config.restore_file and start != config.start:
         raise ValueError(
-            f"hetdps.start={plugin.config.start!r} differs from the slot model's start (routing "
+            f"hetdps.start={config.start!r} differs from the slot model's start (routing "
             f"{net.routing.tolist()}, group {group!r}); set both to the same value"
         )
+
+
+def bind_group(plugin, exp, group: str) -> None:
+    """Hand ``plugin`` (hetdps) the ``ParameterSlots`` of ``group``'s slot model.
+
+    Call :func:`check_group` first (it raises for a missing or mismatched slot model).
+    """
+    net = slot_modules(exp.group_policies[group])[0]  # check_group ran first
     online = {t.data_ptr(): name for name, t in [*net.named_parameters(), *net.named_buffers()]}
     params = [p for _, p in net.named_parameters()]
     targets, routing = [], [net.routing]
