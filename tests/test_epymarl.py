@@ -215,6 +215,20 @@ def _copies(session):
         inner.logger, inner.mac.learner = logger, owner
 
 
+def _twins(session, variant: str):
+    """Two copies of the session's host learner, set up alike for an oracle comparison:
+    a hard target update every 2 updates, and return standardisation for that variant."""
+    host, mine = _copies(session)
+    for learner in (host, mine):
+        learner.args.target_update_interval_or_tau = 2
+        learner.args.standardise_returns = variant == "standardise_returns"
+        if variant == "standardise_returns":
+            from pymarlzooplus.components.standarize_stream import RunningMeanStd
+
+            learner.ret_ms = RunningMeanStd(shape=(learner.n_agents,), device="cpu")
+    return host, mine
+
+
 def _params(learner):
     """Every trained and target parameter of a host QLearner or PPOLearner."""
     if hasattr(learner, "critic"):  # PPO
@@ -232,16 +246,10 @@ def test_unit_weights_give_the_hosts_own_update(runs, case, variant):
     """Oracle: the host's QLearner.train. With all weights 1 the adapter's update gives the
     same parameters, targets (hard update inside the loop) and TD errors."""
     session, _ = runs[case]
-    host, mine = _copies(session)
+    host, mine = _twins(session, variant)
     for learner in (host, mine):
-        learner.args.target_update_interval_or_tau = 2
         learner.args.prioritized_buffer = True  # the host then returns its masked TD^2
         learner.args.double_q = variant != "no_double_q"
-        learner.args.standardise_returns = variant == "standardise_returns"
-        if variant == "standardise_returns":
-            from pymarlzooplus.components.standarize_stream import RunningMeanStd
-
-            learner.ret_ms = RunningMeanStd(shape=(learner.n_agents,), device="cpu")
     buf = session.buffer
     start = host.training_steps
     for step, rows in enumerate(([0, 1, 2, 3], [4, 5, 6, 7], [1, 3, 5, 8])):
@@ -259,14 +267,7 @@ def test_unit_weights_give_the_hosts_own_update(runs, case, variant):
 def test_unit_weights_give_the_hosts_own_ppo_update(runs, variant):
     """Oracle: the host's PPOLearner.train (4 epochs, clipped policy loss, n-step critic)."""
     session, _ = runs["mappo", "shep"]
-    host, mine = _copies(session)
-    for learner in (host, mine):
-        learner.args.target_update_interval_or_tau = 2
-        learner.args.standardise_returns = variant == "standardise_returns"
-        if variant == "standardise_returns":
-            from pymarlzooplus.components.standarize_stream import RunningMeanStd
-
-            learner.ret_ms = RunningMeanStd(shape=(learner.n_agents,), device="cpu")
+    host, mine = _twins(session, variant)
     buf = session.buffer
     start = host.critic_training_steps
     for step, rows in enumerate(([0, 1, 2, 3], [3, 2, 1, 0], [1, 1, 2, 3])):

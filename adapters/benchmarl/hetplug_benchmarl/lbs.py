@@ -78,7 +78,7 @@ class LBSReplayBuffer(TensorDictReplayBuffer):
     def sample(self, batch_size: int | None = None, return_info: bool = False):
         pm, _, group, _, _ = self._hetplug
         B = batch_size or self._batch_size
-        n = self._hetplug[0].get_plugin("lbs").sharing.n_agents
+        n = pm.get_plugin("lbs").sharing.n_agents
 
         def td_fn(sources: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
             K = sources.shape[0]

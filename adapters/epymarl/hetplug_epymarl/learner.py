@@ -117,13 +117,7 @@ def weighted_q_update(
     grad_norm = torch.nn.utils.clip_grad_norm_(learner.params, args.grad_norm_clip)
     learner.optimiser.step()
 
-    learner.training_steps += 1
-    tau = args.target_update_interval_or_tau
-    if tau > 1 and (learner.training_steps - learner.last_target_update_step) / tau >= 1.0:
-        learner._update_targets_hard()
-        learner.last_target_update_step = learner.training_steps
-    elif tau <= 1.0:
-        learner._update_targets_soft(tau)
+    _step_targets(learner, "training_steps")
 
     if t_env - learner.log_stats_t >= args.learner_log_interval:
         n = mask_full.sum().item()
@@ -135,6 +129,19 @@ def weighted_q_update(
         log("target_mean", (targets * mask_full).sum().item() / (n * args.n_agents), t_env)
         learner.log_stats_t = t_env
     return masked.detach(), (mask.squeeze(-1) if mask.shape[-1] == 1 else mask.amax(-1)).bool()
+
+
+def _step_targets(learner, counter: str) -> None:
+    """Count one update in ``learner.<counter>`` and update the targets as the host does:
+    a hard copy every ``target_update_interval_or_tau`` (> 1) updates, else Polyak with tau."""
+    steps = getattr(learner, counter) + 1
+    setattr(learner, counter, steps)
+    tau = learner.args.target_update_interval_or_tau
+    if tau > 1 and (steps - learner.last_target_update_step) / tau >= 1.0:
+        learner._update_targets_hard()
+        learner.last_target_update_step = steps
+    elif tau <= 1.0:
+        learner._update_targets_soft(tau)
 
 
 def _forward_steps(mac, batch) -> torch.Tensor:
@@ -215,13 +222,7 @@ def weighted_ppo_update(
         learner.agent_optimiser.step()
 
     learner.old_mac.load_state(learner.mac)
-    learner.critic_training_steps += 1
-    tau = args.target_update_interval_or_tau
-    if tau > 1 and (learner.critic_training_steps - learner.last_target_update_step) / tau >= 1.0:
-        learner._update_targets_hard()
-        learner.last_target_update_step = learner.critic_training_steps
-    elif tau <= 1.0:
-        learner._update_targets_soft(tau)
+    _step_targets(learner, "critic_training_steps")
 
     if t_env - learner.log_stats_t >= args.learner_log_interval:
         m = mask.sum().item()
