@@ -20,7 +20,7 @@ import torch
 
 import hetplug_epymarl
 from hetplug_epymarl.cli import find_src
-from hetplug_epymarl.learner import weighted_ppo_update, weighted_q_update
+from hetplug_epymarl.learner import check_host_learner, weighted_ppo_update, weighted_q_update
 from hetplug_epymarl.settings import parse_settings
 
 prun = pytest.importorskip("pymarlzooplus.run", reason="the test extra installs pymarlzooplus (README)")
@@ -202,6 +202,30 @@ def test_group_her_copies_are_stored_beside_the_originals(tmp_path):
     torch.testing.assert_close(bonus[0, :2], torch.zeros(2, 1))
 
 
+def test_per_agent_rewards_get_the_intrinsic_and_her_rewards(tmp_path):
+    """With ``[B, T, N]`` rewards (EPyMARL's ``common_reward=False``) every agent's reward
+    gets the same SHEP bonus, and a Group-HER copy gets the HER reward in every column."""
+    hetplug_epymarl.install("pymarlzooplus")
+    her = {**SHEP, "group_her": True, "her_moran_threshold": -2.0, "her_min_length": 3,
+           "her_max_fraction": 1.0, "her_reward": 1.0}  # fmt: skip
+    run_host("iql", {"plugins": ["shep"], "shep": her}, t_max=100, buffer_size=32)
+    session = hetplug_epymarl.last_session()
+    n = session.spec.n_agents
+    batch = _per_agent_rewards(session.buffer[torch.tensor([0, 2]).numpy()], n)  # two originals
+    before = batch["reward"].clone()
+    tb, copies = session.collected(batch)
+    bonus = batch["reward"] - before
+    assert bonus.shape == (2, batch.max_seq_length, n) and bonus.abs().sum() > 0
+    torch.testing.assert_close(bonus, bonus[..., :1].expand_as(bonus))  # one team bonus
+    torch.testing.assert_close(tb.reward, batch["reward"])
+    [(copy_batch, her_tb)] = copies
+    rows = her_tb.extra["hetplug_row"][:, 0]
+    assert copy_batch["reward"].shape == (len(rows), batch.max_seq_length, n)
+    her_bonus = copy_batch["reward"] - batch["reward"][rows]
+    torch.testing.assert_close(her_bonus[:, 2], torch.ones(len(rows), n))
+    torch.testing.assert_close(her_bonus[:, :2], torch.zeros(len(rows), 2, n))
+
+
 def _copies(session):
     inner = session.learner.inner
     for name in ("mac", "target_mac", "old_mac"):  # drop hidden states that hold a graph
@@ -278,6 +302,69 @@ def test_unit_weights_give_the_hosts_own_ppo_update(runs, variant):
         for a, b in zip(_params(host), _params(mine), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     assert host.critic_training_steps == mine.critic_training_steps == start + 3
+
+
+def _per_agent_rewards(batch, n: int):
+    """``batch`` with ``[B, T, N]`` rewards, as EPyMARL's ``common_reward=False`` stores them:
+    agent i gets (i + 1) times the team reward, plus a step-dependent offset."""
+    out = copy.deepcopy(batch)
+    r = out.data.transition_data["reward"]
+    steps = torch.arange(r.shape[1], dtype=r.dtype).reshape(1, -1, 1)
+    out.data.transition_data["reward"] = r * torch.arange(1, n + 1, dtype=r.dtype) + 0.1 * steps
+    return out
+
+
+@pytest.mark.parametrize(
+    "case", [("iql", "per"), ("mappo", "shep"), ("ippo", "per")], ids=["iql", "mappo", "ippo"]
+)
+@pytest.mark.parametrize("standardise", [False, True], ids=["raw", "standardise_rewards"])
+def test_per_agent_rewards_give_the_hosts_own_update(runs, case, standardise):
+    """EPyMARL's ``common_reward=False`` (``[B, T, N]`` rewards, one per agent) for the
+    independent and actor-critic learners. Oracle: the host's own ``train`` on the same batch."""
+    from pymarlzooplus.components.standarize_stream import RunningMeanStd
+
+    session, _ = runs[case]
+    host, mine = _twins(session, "default")
+    n = host.args.n_agents
+    for learner in (host, mine):
+        learner.args.standardise_rewards = standardise
+        learner.rew_ms = RunningMeanStd(shape=(n,), device="cpu")
+    on_policy = case[0] != "iql"
+    if not on_policy:
+        for learner in (host, mine):
+            learner.args.prioritized_buffer = True
+    buf = session.buffer
+    for step, rows in enumerate(([0, 1, 2, 3], [3, 2, 1, 0])):
+        batch = _per_agent_rewards(buf[torch.tensor(rows).numpy()], n)
+        assert batch["reward"].shape[-1] == n and not torch.equal(
+            batch["reward"][..., 0], batch["reward"][..., 1]
+        )
+        out = host.train(batch, t_env=step, episode_num=step)
+        update = weighted_ppo_update if on_policy else weighted_q_update
+        td, _ = update(mine, batch, torch.ones(len(rows)), t_env=step)
+        if not on_policy:
+            torch.testing.assert_close(td**2, out.reshape(td.shape))
+        for a, b in zip(_params(host), _params(mine), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    if standardise:
+        torch.testing.assert_close(host.rew_ms.mean, mine.rew_ms.mean)
+        assert host.rew_ms.mean.shape == (n,)
+
+
+@pytest.mark.parametrize("case", [("qmix", "per"), ("mappo", "shep")], ids=["qmix", "mappo"])
+def test_a_host_learner_without_what_the_update_reads_is_refused(runs, case):
+    """Another EPyMARL version's learner fails when built, naming what it lacks; the
+    learners of this host pass the same check."""
+    session, _ = runs[case]
+    kind = "ppo" if case[0] == "mappo" else "q"
+    check_host_learner(session.learner.inner, kind)
+    learner, _ = _copies(session)
+    del learner.last_target_update_step
+    learner.args = types.SimpleNamespace(**{k: v for k, v in vars(learner.args).items() if k != "gamma"})
+    learner.args.standardise_rewards = True
+    learner.__dict__.pop("rew_ms", None)
+    with pytest.raises(ValueError, match=r"has no last_target_update_step, rew_ms, args\.gamma;"):
+        check_host_learner(learner, kind)
 
 
 @pytest.mark.parametrize(
@@ -801,24 +888,51 @@ def test_lbs_mixed_batch_puts_each_item_in_its_learners_column(lbs_run):
                 torch.testing.assert_close(batch[key][r, :, i], buf[key][s, :, k], rtol=0, atol=0)
             torch.testing.assert_close(reward[r, :, i], buf["reward"][s, :, 0], rtol=0, atol=0)
             torch.testing.assert_close(filled[r, :, i], buf["filled"][s, :, 0], rtol=0, atol=0)
+    # per-agent rewards (EPyMARL's common_reward=False): column i gets agent k's own reward
+    team = buf.data.transition_data["reward"]
+    per_agent = _per_agent_rewards(buf[:], 2)["reward"]
+    buf.data.transition_data["reward"] = per_agent
+    try:
+        _, (reward, _, _) = mixed_batch(buf, slot, agent)
+    finally:
+        buf.data.transition_data["reward"] = team
+    assert reward.shape == (3, buf.max_seq_length, 2)
+    for r in range(3):
+        for i in range(2):
+            s, k = int(slot[r, i]), int(agent[r, i])
+            torch.testing.assert_close(reward[r, :, i], per_agent[s, :, k], rtol=0, atol=0)
 
 
-def test_lbs_td_fn_equals_each_learner_on_a_swapped_episode(lbs_run):
+@pytest.mark.parametrize("per_agent", [False, True], ids=["team_reward", "per_agent_reward"])
+def test_lbs_td_fn_equals_each_learner_on_a_swapped_episode(lbs_run, per_agent):
     """Oracle: learner i's TD on agent k's experience = learner i's TD, through the plain
-    (unmixed) path, on a copy of the episode where columns i and k are swapped."""
+    (unmixed) path, on a copy of the episode where columns i and k are swapped (rewards
+    too, when they are per agent)."""
     from hetplug_epymarl.lbs import make_td_fn
-    from hetplug_epymarl.learner import q_td_errors
 
     session, _ = lbs_run
     buf, learner = session.buffer, session.learner.inner
     sources, slots = torch.tensor([0, 1, 1, 0]), torch.tensor([2, 2, 5, 7])
-    td = make_td_fn(buf, learner)(sources, slots)  # [N, K]
+    team = buf.data.transition_data["reward"]
+    if per_agent:
+        buf.data.transition_data["reward"] = _per_agent_rewards(buf[:], 2)["reward"]
+    try:
+        _check_td_fn(buf, learner, make_td_fn(buf, learner)(sources, slots), sources, slots, per_agent)
+    finally:
+        buf.data.transition_data["reward"] = team
+
+
+def _check_td_fn(buf, learner, td, sources, slots, per_agent: bool) -> None:
+    from hetplug_epymarl.learner import q_td_errors
+
     assert td.shape == (2, 4)
     for j in range(4):
         for i in range(2):
             episode = copy.deepcopy(buf[[int(slots[j])]])
             k = int(sources[j])
-            for key in ("obs", "actions", "avail_actions", "actions_onehot"):
+            for key in ("obs", "actions", "avail_actions", "actions_onehot") + (
+                ("reward",) if per_agent else ()
+            ):
                 v = episode.data.transition_data[key]
                 v[:, :, [i, k]] = v[:, :, [k, i]].clone()
             episode = episode[:, : int(episode.max_t_filled())]

@@ -4,9 +4,10 @@ An item is one agent's experience in one stored episode: ``(slot, agent)``. Lear
 minibatch row b is agent ``sources[i, b]``'s experience in episode ``indices[i, b]``, and
 it is fed to learner i as if it were its own: the batch the host's mac sees has, in agent
 column i, that agent's observations, actions and available actions (:func:`mixed_batch`),
-while rewards, termination and masks travel per column beside it. One forward of the
-(non-)shared mac then evaluates every learner on its own column, which is also how
-``td_fn`` scores all ``K = N * B`` candidates for every learner in one pass.
+while rewards (that agent's own, when rewards are per agent), termination and masks travel
+per column beside it. One forward of the (non-)shared mac then evaluates every learner on
+its own column, which is also how ``td_fn`` scores all ``K = N * B`` candidates for every
+learner in one pass.
 """
 
 from __future__ import annotations
@@ -16,6 +17,15 @@ from types import SimpleNamespace
 import torch
 
 from hetplug_epymarl.learner import q_td_errors
+
+
+def _columns(value: torch.Tensor, slot: torch.Tensor, agent: torch.Tensor) -> torch.Tensor:
+    """``[S, T, 1]`` team or ``[S, T, N]`` per-agent step data (EPyMARL's
+    ``common_reward=False`` rewards) -> ``[R, T, N]``: column i from episode ``slot[r, i]``,
+    agent ``agent[r, i]``'s own entry when the data is per agent."""
+    if value.shape[-1] == 1:
+        return value[slot].squeeze(-1).transpose(1, 2)
+    return value[slot, :, agent].transpose(1, 2)
 
 
 def mixed_batch(buffer, slot: torch.Tensor, agent: torch.Tensor):
@@ -31,10 +41,7 @@ def mixed_batch(buffer, slot: torch.Tensor, agent: torch.Tensor):
             transition[key] = value[slot, :, agent].transpose(1, 2).contiguous()
         else:  # [S, T, ...]: the episode of column 0 (IQL reads no state)
             transition[key] = value[slot[:, 0]].clone()
-    columns = {
-        k: data.transition_data[k][slot].squeeze(-1).transpose(1, 2)
-        for k in ("reward", "terminated", "filled")
-    }
+    columns = {k: _columns(data.transition_data[k], slot, agent) for k in ("reward", "terminated", "filled")}
     # "filled" of the batch: a step is there if any column has it (the host truncates by it)
     transition["filled"] = columns["filled"].amax(-1, keepdim=True).to(data.transition_data["filled"].dtype)
     episode = {k: v[slot[:, 0]].clone() for k, v in data.episode_data.items()}

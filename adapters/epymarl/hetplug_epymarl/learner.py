@@ -240,6 +240,44 @@ def weighted_ppo_update(
     return advantages, step_mask
 
 
+# What the weighted updates read of the host learner and its args (EPyMARL's v2 learners and
+# PyMARLzoo+'s have all of it); checked when the learner is built, before any training.
+_NEEDS = {
+    "q": (
+        ("mac", "target_mac", "mixer", "optimiser", "params", "logger", "log_stats_t",
+         "training_steps", "last_target_update_step", "_update_targets_hard", "_update_targets_soft"),
+        ("gamma", "double_q", "grad_norm_clip", "target_update_interval_or_tau", "learner_log_interval",
+         "n_agents"),
+    ),
+    "ppo": (
+        ("mac", "old_mac", "critic", "target_critic", "agent_optimiser", "agent_params", "critic_optimiser",
+         "critic_params", "nstep_returns", "n_agents", "logger", "log_stats_t", "critic_training_steps",
+         "last_target_update_step", "_update_targets_hard", "_update_targets_soft"),
+        ("gamma", "epochs", "eps_clip", "entropy_coef", "q_nstep", "grad_norm_clip",
+         "target_update_interval_or_tau", "learner_log_interval"),
+    ),
+}  # fmt: skip
+
+
+def check_host_learner(inner, kind: str) -> None:
+    """Raise if the host learner ``inner`` (``kind`` "q" or "ppo") lacks an attribute or an
+    ``args`` field that the weighted update reads (another EPyMARL version), naming them all."""
+    attrs, fields = _NEEDS[kind]
+    args = getattr(inner, "args", None)
+    stats = (("standardise_rewards", "rew_ms"), ("standardise_returns", "ret_ms"))
+    attrs += tuple(stat for flag, stat in stats if getattr(args, flag, False))  # running statistics
+    if getattr(inner, "mixer", None) is not None:
+        attrs += ("target_mixer",)
+    missing = [a for a in attrs if not hasattr(inner, a)]
+    missing += [f"args.{f}" for f in fields if not hasattr(args, f)]
+    if missing:
+        raise ValueError(
+            f"hetplug: the host's {type(inner).__module__}.{type(inner).__name__} has no "
+            f"{', '.join(missing)}; hetplug's weighted update follows EPyMARL's v2 learners "
+            "(and PyMARLzoo+'s), so this host version is not supported"
+        )
+
+
 class HetplugLearner:
     """Any host learner with hetplug around it: a prioritised sample gets the weighted
     Q-learning update below; every other attribute
@@ -248,7 +286,10 @@ class HetplugLearner:
     def __init__(self, inner, session: Session, host) -> None:
         self.inner = inner
         self.session = session
-        self._update = weighted_ppo_update if isinstance(inner, host.ppo_learner) else weighted_q_update
+        is_ppo = isinstance(inner, host.ppo_learner)
+        if session.settings.prioritiser is not None:
+            check_host_learner(inner, "ppo" if is_ppo else "q")
+        self._update = weighted_ppo_update if is_ppo else weighted_q_update
         self._log_t = -int(getattr(inner.args, "learner_log_interval", 0)) - 1
 
     def __getattr__(self, name: str) -> Any:
