@@ -9,6 +9,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -549,76 +550,6 @@ def test_find_src_from_checkout_flag_and_env(tmp_path, monkeypatch):
         find_src(None, cwd=tmp_path)
 
 
-# ---------------------------------------------------------------------- real EPyMARL
-EPYMARL = os.environ.get("HETPLUG_EPYMARL_SRC")
-needs_epymarl = pytest.mark.skipif(
-    not EPYMARL, reason="set HETPLUG_EPYMARL_SRC to an EPyMARL checkout's src/"
-)
-
-
-def _epymarl_run(
-    tmp_path, alg: str, hetplug_line: str | None, t_max: int = 400
-) -> subprocess.CompletedProcess:
-    src = find_src(EPYMARL)
-    base = (src / "config" / "algs" / f"{alg}.yaml").read_text()
-    name = f"hetplug_test_{alg}_{os.getpid()}"
-    path = src / "config" / "algs" / f"{name}.yaml"
-    path.write_text(base + (f"\nhetplug: {hetplug_line}\n" if hetplug_line else "\nhetplug: null\n"))
-    try:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "hetplug_epymarl.cli",
-                "--epymarl-src",
-                str(src),
-                f"--config={name}",
-                "--env-config=gymma",
-                "with",
-                f"env_args.key={KEY}",
-                "env_args.time_limit=50",
-                f"t_max={t_max}",
-                "batch_size=4",
-                "buffer_size=16",
-                "test_interval=100000",
-                "log_interval=200",
-                "learner_log_interval=200",
-                "seed=1",
-                f"local_results_path={tmp_path}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=tmp_path,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
-    finally:
-        path.unlink()
-
-
-@needs_epymarl
-@pytest.mark.parametrize(
-    "line",
-    [
-        "[per]",
-        "{plugins: [shep], shep: {positions: {source: obs, slice: [9, 11]}, grid_low: [0, 0], grid_high: [7, 7]}}",
-    ],
-    ids=["per", "shep"],
-)
-def test_real_epymarl_qmix_with_hetplug(tmp_path, line):
-    out = _epymarl_run(tmp_path, "qmix", line)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "hetplug_priority_mean" in out.stdout + out.stderr
-
-
-@needs_epymarl
-def test_real_epymarl_bad_plugin_fails_before_training(tmp_path):
-    out = _epymarl_run(tmp_path, "qmix", "[prioritised]")
-    text = out.stdout + out.stderr
-    assert "unknown hetplug plugin 'prioritised'" in text
-    assert "Beginning training" not in text
-
-
 # ---------------------------------------------------------------------- examples
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "epymarl"
 
@@ -973,3 +904,163 @@ def test_lbs_needs_independent_q_learners(capfd):
         ["lbs"],
         t_max=100,
     )
+
+
+# ---------------------------------------------------------------------- real EPyMARL
+# These run EPyMARL's own src/main.py (through hetplug-epymarl, or plain for the reference
+# run) in a subprocess when HETPLUG_EPYMARL_SRC points at a checkout's src/. They write a
+# temporary algorithm yaml (the user's one-line change) into the checkout's config/algs.
+EPYMARL = os.environ.get("HETPLUG_EPYMARL_SRC")
+needs_epymarl = pytest.mark.skipif(
+    not EPYMARL, reason="set HETPLUG_EPYMARL_SRC to an EPyMARL checkout's src/"
+)
+
+
+def _with_hetplug(base: str, hetplug) -> str:
+    """An algorithm yaml's text with the ``hetplug`` key appended (block style at the top)."""
+    import yaml
+
+    return f"{base}\n{yaml.safe_dump({'hetplug': hetplug}, default_flow_style=None)}"
+
+
+def test_the_real_epymarl_harness_writes_the_key_users_write():
+    """Runs everywhere: the yaml the real-EPyMARL tests append parses back to each case's
+    settings on top of the algorithm's yaml (PyMARLzoo+'s, the same format as EPyMARL's)."""
+    import yaml
+
+    for alg, hp, _, _ in REAL_RUNS.values():
+        base = (Path(prun.__file__).parent / "config" / "algs" / f"{alg}.yaml").read_text()
+        config = yaml.safe_load(_with_hetplug(base, hp))
+        assert config == {**yaml.safe_load(base), "hetplug": hp}
+        assert parse_settings(config["hetplug"]) is not None
+
+
+def _epymarl_run(root: Path, alg: str, hetplug=None, *, plain: bool = False, key: str = KEY, **overrides):
+    """Run EPyMARL on lbforaging in ``root`` with ``alg``'s yaml plus ``hetplug: <hetplug>``
+    (no key when None). Returns ``(returncode, stdout + stderr)``."""
+    src = find_src(EPYMARL)
+    config, written = alg, None
+    if hetplug is not None:
+        config = f"hetplug_test_{alg}_{os.getpid()}"
+        written = src / "config" / "algs" / f"{config}.yaml"
+        base = (src / "config" / "algs" / f"{alg}.yaml").read_text()
+        written.write_text(_with_hetplug(base, hetplug))
+    settings = {
+        "env_args.key": key,
+        "env_args.time_limit": 50,
+        "t_max": 400,
+        "batch_size": 4,
+        "buffer_size": 16,
+        "test_interval": 10**6,
+        "test_nepisode": 1,
+        "log_interval": 200,
+        "runner_log_interval": 200,
+        "learner_log_interval": 200,
+        "seed": 1,
+        "local_results_path": str(root / "results"),
+        **ON_POLICY.get(alg, {}),
+        **overrides,
+    }
+    launcher = [str(src / "main.py")] if plain else ["-m", "hetplug_epymarl.cli", "--epymarl-src", str(src)]
+    command = [sys.executable, *launcher, f"--config={config}", "--env-config=gymma", "with"]
+    command += [f"{k}={v}" for k, v in settings.items()]
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        out = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=root,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"},
+        )
+    finally:
+        if written is not None:
+            written.unlink()
+    return out.returncode, out.stdout + out.stderr
+
+
+def _epymarl_models(root: Path) -> Path:
+    """The latest saved step of the run in ``root`` (``results/models/<token>/<t_env>``)."""
+    return max(root.glob("results/models/*/*"), key=lambda p: int(p.name))
+
+
+REAL_RUNS = {
+    "qmix-per": ("qmix", ["per"], {}, "hetplug_priority_mean"),
+    "qmix-shep": ("qmix", {"plugins": ["shep"], "shep": SHEP}, {}, "hetplug_shep_moran_i"),
+    "qmix-hetdps": (
+        "qmix",
+        {"plugins": ["hetdps"], "hetdps": HETDPS},
+        {"key": KEY3},
+        "hetplug_hetdps_n_groups",
+    ),
+    "vdn-shep": ("vdn", {"plugins": ["shep"], "shep": SHEP}, {}, "hetplug_intrinsic_reward"),
+    "iql-lbs-per-agent-reward": ("iql", ["lbs"], {"common_reward": False}, "hetplug_lbs_shared_fraction"),
+    "mappo-per": ("mappo", ["per"], {}, "hetplug_priority_mean"),
+    "mappo-shep": ("mappo", {"plugins": ["shep"], "shep": SHEP}, {}, "hetplug_shep_moran_i"),
+    "mappo-shppo": ("mappo", {"plugins": ["shppo"]}, {"key": KEY3}, "hetplug_shppo_latent_loss"),
+    "mappo-hetdps": (
+        "mappo",
+        {"plugins": ["hetdps"], "hetdps": HETDPS},
+        {"key": KEY3},
+        "hetplug_hetdps_n_groups",
+    ),
+    "ippo-per-per-agent-reward": ("ippo", ["per"], {"common_reward": False}, "hetplug_priority_mean"),
+}
+
+
+@needs_epymarl
+@pytest.mark.parametrize("case", list(REAL_RUNS))
+def test_real_epymarl_runs_each_plugin(tmp_path, case):
+    """A few hundred lbforaging steps of EPyMARL with the plugin, its metrics in EPyMARL's log."""
+    alg, hp, overrides, stat = REAL_RUNS[case]
+    code, text = _epymarl_run(tmp_path, alg, hp, **overrides)
+    assert code == 0, text[-4000:]
+    assert "Beginning training" in text and stat in text, text[-4000:]
+
+
+def _model_tensors(models: Path) -> dict[str, torch.Tensor]:
+    return {f"{f.name}:{k}": v for f in sorted(models.glob("*.th")) for k, v in torch.load(f).items()}
+
+
+@needs_epymarl
+def test_real_epymarl_without_the_key_matches_plain_epymarl(tmp_path):
+    """Same seed: hetplug-epymarl on a config without the key saves the same parameters as
+    EPyMARL's own main.py; with [per] they differ (the prioritised update really ran)."""
+    runs = {}
+    for name, plain, hp in (("plain", True, None), ("wrapped", False, None), ("per", False, ["per"])):
+        code, text = _epymarl_run(
+            tmp_path / name, "qmix", hp, plain=plain, save_model=True, save_model_interval=200
+        )
+        assert code == 0, text[-4000:]
+        runs[name] = _epymarl_models(tmp_path / name)
+    assert runs["plain"].name == runs["wrapped"].name
+    plain, wrapped, per = (_model_tensors(runs[k]) for k in ("plain", "wrapped", "per"))
+    assert plain and plain.keys() == wrapped.keys()
+    for k in plain:
+        torch.testing.assert_close(plain[k], wrapped[k], rtol=0, atol=0)
+    assert any(not torch.equal(plain[k], per[k]) for k in plain)
+
+
+@needs_epymarl
+@pytest.mark.parametrize("hp,message", BAD, ids=["plugin", "option", "type", "slice"])
+def test_real_epymarl_bad_configs_fail_before_training(tmp_path, hp, message):
+    code, text = _epymarl_run(tmp_path, "qmix", hp, t_max=100)
+    assert code != 0 and re.search(message, text), text[-4000:]
+    assert "Beginning training" not in text
+
+
+@needs_epymarl
+def test_real_epymarl_checkpoint_carries_the_hetplug_state(tmp_path):
+    hp = {"plugins": ["shep"], "shep": SHEP}
+    code, text = _epymarl_run(tmp_path / "first", "qmix", hp, save_model=True, save_model_interval=200)
+    assert code == 0, text[-4000:]
+    models = _epymarl_models(tmp_path / "first")
+    assert (models / "hetplug.th").is_file()
+    checkpoint = tmp_path / "checkpoint"  # the token has spaces; a plain path for the command line
+    shutil.copytree(models.parent, checkpoint)
+    code, text = _epymarl_run(tmp_path / "again", "qmix", hp, t_max=100, checkpoint_path=checkpoint)
+    assert code == 0, text[-4000:]
+    (checkpoint / models.name / "hetplug.th").unlink()
+    code, text = _epymarl_run(tmp_path / "bare", "qmix", ["per"], t_max=100, checkpoint_path=checkpoint)
+    assert code != 0 and "hetplug.th not found" in text, text[-4000:]
