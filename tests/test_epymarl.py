@@ -981,8 +981,9 @@ def _epymarl_run(root: Path, alg: str, hetplug=None, *, plain: bool = False, key
 
 
 def _epymarl_models(root: Path) -> Path:
-    """The latest saved step of the run in ``root`` (``results/models/<token>/<t_env>``)."""
-    return max(root.glob("results/models/*/*"), key=lambda p: int(p.name))
+    """The latest saved step of the run in ``root``: the ``<t_env>`` folder holding
+    ``agent.th`` (EPyMARL writes ``results/models/<token>/<t_env>``)."""
+    return max((p.parent for p in root.glob("**/agent.th")), key=lambda p: int(p.name))
 
 
 REAL_RUNS = {
