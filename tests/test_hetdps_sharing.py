@@ -68,6 +68,30 @@ def test_no_convergence_keeps_the_previous_grouping():
     assert plan.assignment == tuple(range(6)) and manager.assignment.tolist() == list(range(6))
 
 
+def test_an_oscillating_fit_is_retried_at_a_larger_damping():
+    """Three agents, two close and one far: with the median preference (a tie with s(2, k))
+    scikit-learn's AP oscillates at damping 0.5; the retry at 0.9 gives scikit-learn's
+    labels at 0.9, i.e. the two close agents together."""
+    d = np.array([[0.0, 1.0, 50.0], [1.0, 0.0, 50.0], [50.0, 50.0, 0.0]])
+    pref = float(np.median(-d[~np.eye(3, dtype=bool)]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        AffinityPropagation(affinity="precomputed", preference=pref, random_state=0).fit(-d)
+    assert any("did not converge" in str(w.message) for w in caught)
+    assert not cluster_agents(d, retry_damping=None).converged
+    ref = AffinityPropagation(affinity="precomputed", preference=pref, damping=0.9, random_state=0).fit(-d)
+    got = cluster_agents(d)
+    assert got.converged and got.damping == 0.9
+    assert adjusted_rand_score(ref.labels_, got.labels) == 1.0
+    assert got.labels.tolist() == [0, 0, 1]
+    plan = DynamicSharingManager(3, {"start": "full"}).update(d)
+    assert plan.case == "split" and plan.metrics["damping"] == 0.9
+    # a fit that converges at once is not retried
+    assert cluster_agents(group_distance([0, 0, 1, 1])).damping == 0.5
+    with pytest.raises(ValueError, match="retry_damping"):
+        DynamicSharingManager(3, {"retry_damping": 1.0})
+
+
 # ---- matching -----------------------------------------------------------------------------
 
 
@@ -349,5 +373,13 @@ def test_hetdps_plugin_errors():
         hetplug.get_plugin_manager(["hetdps"], {"hetdps": {"cvae": {"hidden_size": 3}}})
     with pytest.raises(ValueError, match="interval must be >= 1"):
         hetplug.get_plugin_manager(["hetdps"], {"hetdps": {"interval": 0}})
+    with pytest.raises(ValueError, match="retry_damping"):
+        hetplug.get_plugin_manager(["hetdps"], {"hetdps": {"retry_damping": 0.2}})
+    # the clustering options reach the manager
+    tuned = hetplug.get_plugin_manager(["hetdps"], {"hetdps": {"homogeneous_below": 0.5, "damping": 0.7}})
+    tuned.hook.hetplug_configure.call_historic(kwargs={"spec": hetplug.HostSpec(6, 20, 64)})
+    manager = tuned.get_plugin("hetdps").manager
+    assert manager.config.homogeneous_below == 0.5 and manager.config.damping == 0.7
+    assert manager.update(group_distance([0, 0, 1, 1, 2, 2]) * 0.1).n_groups == 1  # all below 0.5
     with pytest.raises(ValueError, match="slots has 3 slots but the manager uses n_slots=6"):
         pm.get_plugin("hetdps").bind(ParameterSlots([torch.zeros(3, 2)]))

@@ -9,10 +9,17 @@ to promote: it favours many clusters, more so for small teams (4 agents: a quart
 entries are zeros). ``"min"`` (the smallest similarity) gives few clusters; a float sets
 s(k, k) directly; ``"sklearn"`` reproduces scikit-learn's default.
 
+Oscillation: small teams give similarity matrices full of ties (the median preference then
+equals some s(i, k)), and AP's messages can oscillate at damping 0.5 without converging
+(three agents, two close and one far, measured). Frey & Dueck's remedy is a larger damping
+factor: when a fit does not converge, it is run once more at ``retry_damping`` (0.9 by
+default; None turns the retry off). :class:`Clustering` records the damping that produced
+the labels.
+
 Degenerate inputs: when every off-diagonal distance is equal (or all are at most
 ``homogeneous_below``), all agents form one group without running AP. When AP does not
-converge, :func:`cluster_agents` reports ``converged=False`` and the manager keeps its
-previous grouping.
+converge (after the retry), :func:`cluster_agents` reports ``converged=False`` and the
+manager keeps its previous grouping.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class Clustering:
     converged: bool
     n_iter: int
     preference: float | None
+    damping: float | None = None  # the damping of the fit that gave the labels (None: no fit)
 
 
 def check_preference(preference: str | float) -> None:
@@ -68,8 +76,10 @@ def cluster_agents(
     convergence_iter: int = 15,
     random_state: int = 0,
     homogeneous_below: float = 0.0,
+    retry_damping: float | None = 0.9,
 ) -> Clustering:
-    """Affinity propagation on the similarity ``-distance`` (a checked ``[N, N]`` numpy array)."""
+    """Affinity propagation on the similarity ``-distance`` (a checked ``[N, N]`` numpy array);
+    a fit that does not converge is repeated once at ``retry_damping`` (if larger)."""
     check_preference(preference)
     n = distance.shape[0]
     off = distance[~np.eye(n, dtype=bool)]
@@ -84,6 +94,14 @@ def cluster_agents(
         pref = None
     else:
         pref = float(preference)
+    result = _fit(similarity, pref, damping, max_iter, convergence_iter, random_state)
+    if not result.converged and retry_damping is not None and retry_damping > damping:
+        result = _fit(similarity, pref, retry_damping, max_iter, convergence_iter, random_state)
+    return result
+
+
+def _fit(similarity: np.ndarray, pref: float | None, damping: float, max_iter: int,
+         convergence_iter: int, random_state: int) -> Clustering:  # fmt: skip
     ap = AffinityPropagation(
         affinity="precomputed",
         preference=pref,
@@ -98,5 +116,5 @@ def cluster_agents(
     failed = any(issubclass(w.category, ConvergenceWarning) for w in caught)
     labels = np.asarray(ap.labels_)
     if failed or (labels < 0).any() or len(ap.cluster_centers_indices_) == 0:
-        return Clustering(labels, False, int(ap.n_iter_), pref)
-    return Clustering(_relabel(labels), True, int(ap.n_iter_), pref)
+        return Clustering(labels, False, int(ap.n_iter_), pref, damping)
+    return Clustering(_relabel(labels), True, int(ap.n_iter_), pref, damping)

@@ -36,6 +36,8 @@ class SharingConfig:
     preference: str | float = "median"
     """Affinity propagation preference; see :mod:`hetplug.sharing.clustering`."""
     damping: float = 0.5
+    retry_damping: float | None = 0.9
+    """A fit that does not converge at ``damping`` is repeated once at this damping (None: no retry)."""
     max_iter: int = 200
     convergence_iter: int = 15
     random_state: int = 0
@@ -50,6 +52,8 @@ class SharingConfig:
         check_choice("merge_mode", self.merge_mode, MERGE_MODES)
         check_preference(self.preference)
         check_range("damping", self.damping, 0.5, 1.0, high_open=True)
+        if self.retry_damping is not None:
+            check_range("retry_damping", self.retry_damping, 0.5, 1.0, high_open=True)
         check_int("max_iter", self.max_iter, 1)
         check_int("convergence_iter", self.convergence_iter, 1)
         check_int("random_state", self.random_state, 0)
@@ -126,8 +130,9 @@ class DynamicSharingManager:
         d = check_distance(distance, self.n_agents)
         c = self.config
         result = cluster_agents(
-            d, c.preference, c.damping, c.max_iter, c.convergence_iter, c.random_state, c.homogeneous_below
-        )
+            d, c.preference, c.damping, c.max_iter, c.convergence_iter, c.random_state, c.homogeneous_below,
+            c.retry_damping,
+        )  # fmt: skip
         if not result.converged:
             plan = kept_plan(self.assignment, self.n_slots, "affinity propagation did not converge")
         elif int(result.labels.max()) + 1 > self.n_slots:
@@ -139,7 +144,9 @@ class DynamicSharingManager:
             )
         else:
             plan = match_groups(self.assignment, result.labels, d, self.n_slots, c.merge_mode, self.rng)
-        plan.metrics.update({"n_iter": result.n_iter, "preference": result.preference})
+        plan.metrics.update(
+            {"n_iter": result.n_iter, "preference": result.preference, "damping": result.damping}
+        )
         self.assignment = np.array(plan.assignment, dtype=np.int64)
         self.last_plan = plan
         self.n_regroupings += 1

@@ -46,6 +46,9 @@ class HetDPSConfig:
     start: str = "full"
     merge_mode: str = "weighted"
     preference: str | float = "median"
+    homogeneous_below: float = 0.0
+    damping: float = 0.5
+    retry_damping: float | None = 0.9
     n_slots: int | None = None
     cvae: dict[str, Any] = field(default_factory=dict)
     """:class:`~hetplug.distance.CVAEConfig` fields (hidden, latent_dim, kl_weight, epochs, ...)."""
@@ -76,6 +79,9 @@ class HetDPSConfig:
             interval=self.interval,
             merge_mode=self.merge_mode,
             preference=self.preference,
+            homogeneous_below=self.homogeneous_below,
+            damping=self.damping,
+            retry_damping=self.retry_damping,
             random_state=self.seed,
         )
 
