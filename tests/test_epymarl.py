@@ -1065,3 +1065,23 @@ def test_real_epymarl_checkpoint_carries_the_hetplug_state(tmp_path):
     (checkpoint / models.name / "hetplug.th").unlink()
     code, text = _epymarl_run(tmp_path / "bare", "qmix", ["per"], t_max=100, checkpoint_path=checkpoint)
     assert code != 0 and "hetplug.th not found" in text, text[-4000:]
+
+
+@needs_epymarl
+def test_real_epymarl_auto_import_route(tmp_path):
+    """The other entry: ``import hetplug_epymarl.auto`` first in (a copy of) src/main.py,
+    then EPyMARL's own command line."""
+    src = shutil.copytree(find_src(EPYMARL), tmp_path / "src", ignore=shutil.ignore_patterns("results"))
+    main = src / "main.py"
+    main.write_text("import hetplug_epymarl.auto  # noqa: F401\n" + main.read_text())
+    (src / "config" / "algs" / "qmix_hetplug.yaml").write_text(
+        _with_hetplug((src / "config" / "algs" / "qmix.yaml").read_text(), ["per"])
+    )
+    command = [sys.executable, str(main), "--config=qmix_hetplug", "--env-config=gymma", "with",
+               f"env_args.key={KEY}", "env_args.time_limit=50", "t_max=400", "batch_size=4",
+               "buffer_size=16", "log_interval=200", "learner_log_interval=200",
+               f"local_results_path={tmp_path / 'results'}"]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    text = out.stdout + out.stderr
+    assert out.returncode == 0 and "hetplug_priority_mean" in text, text[-4000:]
