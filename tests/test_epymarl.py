@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import os
 import re
 import shutil
@@ -554,13 +555,25 @@ def test_find_src_from_checkout_flag_and_env(tmp_path, monkeypatch):
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "epymarl"
 
 
-@pytest.mark.parametrize("name", ["qmix_per.yaml", "qmix_shep.yaml"])
-def test_example_configs_parse(name):
+@pytest.mark.parametrize("name", ["qmix_per.yaml", "qmix_shep.yaml", "qmix_hetdps.yaml", "mappo_shppo.yaml"])
+def test_example_configs_run(name):
+    """Each example yaml, as a whole (its algorithm settings and its hetplug block), runs a
+    few hundred steps on the host; only the sizes are shrunk for the test."""
     import yaml
 
+    hetplug_epymarl.install("pymarlzooplus")
     config = yaml.safe_load((EXAMPLES / name).read_text())
-    s = parse_settings(config["hetplug"])
-    assert s.prioritiser in ("per", "shep") and config["learner"] == "q_learner"
+    hp = config.pop("hetplug")
+    plugins = parse_settings(hp).plugins
+    base = "mappo" if config["learner"] == "ppo_learner" else "qmix"
+    if "hetdps" in plugins:
+        hp["hetdps"]["interval"] = 2  # a regrouping within the test's few updates
+    sizes = {"batch_size": 4, "buffer_size": 16, **ON_POLICY.get(base, {})}
+    run_host(base, hp, t_max=300, key=KEY if "shep" in plugins else KEY3, **{**config, **sizes})
+    session = hetplug_epymarl.last_session()
+    assert session.settings.plugins == plugins and session.updates > 0
+    if "hetdps" in plugins:
+        assert session.plans
 
 
 def test_pymarlzooplus_example_runs(capsys):
@@ -633,6 +646,24 @@ def test_hetdps_regroups_every_interval_and_logs_the_plan(hetdps_runs, config):
     follower = inner.target_mac if config == "qmix" else inner.old_mac
     routing = torch.tensor(session.plans[-1][1])
     assert torch.equal(inner.mac.agent.routing, routing) and torch.equal(follower.agent.routing, routing)
+
+
+def test_hetdps_groups_reach_the_hosts_logs(caplog, tmp_path):
+    """Each regrouping is written to the host's console log, and each agent's slot is a
+    logged stat (hetplug_hetdps_slot_agent_i)."""
+    hetplug_epymarl.install("pymarlzooplus")
+    caplog.set_level(logging.INFO)
+    run_host("qmix", {"plugins": ["hetdps"], "hetdps": HETDPS}, key=KEY3, t_max=300, learner_log_interval=50)
+    session = hetplug_epymarl.last_session()
+    lines = [m for m in caplog.messages if m.startswith("hetplug hetdps after update")]
+    assert session.plans and len(lines) == len(session.plans)
+    for (update, assignment), line in zip(session.plans, lines, strict=True):
+        assert re.fullmatch(rf"hetplug hetdps after update {update}: \w+: \d -> \d groups, "
+                            rf"agents -> slots \[{', '.join(map(str, assignment))}\] .*", line)  # fmt: skip
+    last = session.plans[-1][1]
+    assert [session.metrics[f"hetdps/slot/agent_{i}"] for i in range(3)] == [float(s) for s in last]
+    info = json.loads((run_dirs(tmp_path)[-1] / "info.json").read_text())  # the host's logged stats
+    assert [info[f"hetplug_hetdps_slot_agent_{i}"][-1] for i in range(3)] == [float(s) for s in last]
 
 
 @pytest.mark.parametrize("config", ["qmix", "mappo"])

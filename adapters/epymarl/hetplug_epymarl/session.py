@@ -198,7 +198,16 @@ class Session:
             if out:
                 self.metrics.update({k: v for k, v in out.items() if _is_scalar(v)})
                 if "hetdps/plan" in out:  # agent -> network after this regrouping
-                    self.plans.append((self.updates, out["hetdps/plan"].assignment))
+                    self._record_plan(out["hetdps/plan"])
+
+    def _record_plan(self, plan) -> None:
+        """Keep a HetDPS plan, expose each agent's slot as a metric and write the plan to
+        the host's console log (once per regrouping interval)."""
+        self.plans.append((self.updates, plan.assignment))
+        self.metrics.update({f"hetdps/slot/agent_{i}": float(s) for i, s in enumerate(plan.assignment)})
+        console = getattr(getattr(self.learner, "logger", None), "console_logger", None)
+        if console is not None:
+            console.info(f"hetplug hetdps after update {self.updates}: {plan}")
 
     def priorities(self) -> torch.Tensor:
         """``[stored]`` trajectory priorities of the ``per``/``shep`` plugin."""
