@@ -966,10 +966,20 @@ def test_the_real_epymarl_harness_writes_the_key_users_write():
         assert parse_settings(config["hetplug"]) is not None
 
 
-def _epymarl_run(root: Path, alg: str, hetplug=None, *, plain: bool = False, key: str = KEY, **overrides):
-    """Run EPyMARL on lbforaging in ``root`` with ``alg``'s yaml plus ``hetplug: <hetplug>``
-    (no key when None). Returns ``(returncode, stdout + stderr)``."""
-    src = find_src(EPYMARL)
+def _epymarl_run(
+    root: Path,
+    alg: str,
+    hetplug=None,
+    *,
+    plain: bool = False,
+    key: str = KEY,
+    src: Path | None = None,
+    **overrides,
+):
+    """Run EPyMARL (the checkout's ``src/``, or ``src``) on lbforaging in ``root`` with
+    ``alg``'s yaml plus ``hetplug: <hetplug>`` (no key when None); ``plain`` starts its
+    ``main.py`` directly instead of ``hetplug-epymarl``. Returns ``(returncode, stdout + stderr)``."""
+    src = src or find_src(EPYMARL)
     config, written = alg, None
     if hetplug is not None:
         config = f"hetplug_test_{alg}_{os.getpid()}"
@@ -1105,14 +1115,5 @@ def test_real_epymarl_auto_import_route(tmp_path):
     src = shutil.copytree(find_src(EPYMARL), tmp_path / "src", ignore=shutil.ignore_patterns("results"))
     main = src / "main.py"
     main.write_text("import hetplug_epymarl.auto  # noqa: F401\n" + main.read_text())
-    (src / "config" / "algs" / "qmix_hetplug.yaml").write_text(
-        _with_hetplug((src / "config" / "algs" / "qmix.yaml").read_text(), ["per"])
-    )
-    command = [sys.executable, str(main), "--config=qmix_hetplug", "--env-config=gymma", "with",
-               f"env_args.key={KEY}", "env_args.time_limit=50", "t_max=400", "batch_size=4",
-               "buffer_size=16", "log_interval=200", "learner_log_interval=200",
-               f"local_results_path={tmp_path / 'results'}"]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
-    text = out.stdout + out.stderr
-    assert out.returncode == 0 and "hetplug_priority_mean" in text, text[-4000:]
+    code, text = _epymarl_run(tmp_path, "qmix", ["per"], plain=True, src=src)
+    assert code == 0 and "hetplug_priority_mean" in text, text[-4000:]
