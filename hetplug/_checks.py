@@ -93,12 +93,13 @@ def config_from_dict(cls: type[T], values: Mapping[str, Any] | T | None, where: 
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
+        from hetplug.config import did_you_mean
+
         raise ValueError(
-            f"unknown option {where}.{unknown[0]}; {cls.__name__} accepts: {', '.join(sorted(known))}"
+            f"unknown option {where}.{unknown[0]}{did_you_mean(unknown[0], sorted(known))}; "
+            f"{cls.__name__} accepts: {', '.join(sorted(known))}"
         )
     try:
         return cls(**values)
-    except ValueError as err:
-        raise ValueError(f"{where}: {err}") from None
-    except TypeError as err:
+    except (ValueError, TypeError) as err:
         raise ValueError(f"{where}: {err}") from None

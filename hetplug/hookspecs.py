@@ -1,9 +1,9 @@
-"""The whole extension surface of hetplug: seven hooks, called by hosts, in this order.
+"""The whole extension surface of hetplug: eight hooks, called by hosts, in this order.
 
 A host (an adapter, or your own training loop) calls them through the plugin manager
 returned by :func:`hetplug.get_plugin_manager`::
 
-    configure (once) -> per iteration:
+    configure (once) -> bind (once, when the host has built its models) -> per iteration:
       trajectories_collected -> replay_add -> replay_sample -> [host computes loss]
       -> update_priorities -> auxiliary_losses -> after_update
 
@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 import torch
 
-from hetplug.types import CollectedResult, HostSpec, SampleResult, TrajectoryBatch
+from hetplug.types import CollectedResult, HostObjects, HostSpec, SampleResult, TrajectoryBatch
 
 hookspec = pluggy.HookspecMarker("hetplug")
 #: Decorate a plugin's methods with this to implement the hooks below.
@@ -33,6 +33,17 @@ def hetplug_configure(spec: HostSpec) -> None:
     Historic: call it as ``pm.hook.hetplug_configure.call_historic(kwargs={"spec": spec})``;
     a plugin registered later is then called with the same spec on registration.
     Plugins allocate their state (samplers, caches) here.
+    """
+
+
+@hookspec
+def hetplug_bind(host: HostObjects) -> None:
+    """Once, after configure, when the host has built its models: the host's own objects a
+    plugin may act on (SHPPO's ``latent_net``, HetDPS's ``parameter_slots``, ...).
+
+    Every plugin receives the same :class:`~hetplug.types.HostObjects`; a plugin that
+    needs an object the host does not have raises ``ValueError`` naming it. This is how
+    adapters hand plugins their models and optimisers: never by reaching into a plugin.
     """
 
 

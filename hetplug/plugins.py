@@ -1,4 +1,4 @@
-"""Building a plugin manager: built-in plugins by name, third-party ones by entry point.
+"""Building a plugin manager: every plugin, hetplug's own included, by entry point.
 
 Example:
     >>> import hetplug
@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
@@ -18,17 +17,13 @@ import pluggy
 
 from hetplug import hookspecs
 from hetplug._checks import config_from_dict
+from hetplug.config import did_you_mean
 
 ENTRY_POINT_GROUP = "hetplug"
 
-# name -> "module:Class"; imported only when selected, so `import hetplug` stays light.
-BUILTIN_PLUGINS: dict[str, str] = {
-    "per": "hetplug.replay.per:PERPlugin",
-    "shep": "hetplug.shep.plugin:SHEPPlugin",
-    "lbs": "hetplug.lbs.plugin:LBSPlugin",
-    "shppo": "hetplug.shppo.plugin:SHPPOPlugin",
-    "hetdps": "hetplug.sharing.plugin:HetDPSPlugin",
-}
+#: the plugins hetplug itself ships; they are registered, like any third-party plugin,
+#: under the entry-point group ``hetplug`` in pyproject.toml
+BUILTIN_NAMES = ("hetdps", "lbs", "per", "shep", "shppo")
 
 # Hooks where exactly one plugin may answer; two plugins providing one would silently
 # shadow each other, so get_plugin_manager refuses the combination.
@@ -36,37 +31,49 @@ _EXCLUSIVE_HOOKS = ("hetplug_replay_add", "hetplug_replay_sample", "hetplug_upda
 
 
 def _entry_point_plugins() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if not set(BUILTIN_NAMES) <= set(found):
+        missing = ", ".join(sorted(set(BUILTIN_NAMES) - set(found)))
+        raise RuntimeError(
+            f"hetplug's built-in plugins ({missing}) are not registered under the entry-point group "
+            f"{ENTRY_POINT_GROUP!r}: install hetplug (pip install -e . from a clone) instead of "
+            "putting its source on sys.path"
+        )
+    return found
 
 
 def available_plugins() -> list[str]:
-    """Names accepted by :func:`get_plugin_manager`: built-ins, then installed entry points."""
-    return sorted(BUILTIN_PLUGINS) + sorted(set(_entry_point_plugins()) - set(BUILTIN_PLUGINS))
+    """Names accepted by :func:`get_plugin_manager`: every plugin installed under the
+    entry-point group ``hetplug`` (hetplug's own and third-party ones alike)."""
+    return sorted(_entry_point_plugins())
 
 
-def _instantiate(name: str, target: Any, options: Any) -> Any:
+def _instantiate(where: str, target: Any, options: Any) -> Any:
     """Turn a plugin class (with optional ``config_class``) into an instance."""
     if isinstance(target, type):
         config_class = getattr(target, "config_class", None)
         if config_class is not None:
-            return target(config_from_dict(config_class, options, name))
+            return target(config_from_dict(config_class, options, where))
         if options:
-            raise ValueError(f"plugin {name!r} takes no options, got {dict(options)!r}")
+            raise ValueError(f"plugin {where} takes no options, got {where}={dict(options)!r}")
         return target()
     if options:
-        raise ValueError(f"plugin {name!r} is an instance and takes no options, got {dict(options)!r}")
+        raise ValueError(f"plugin {where} is an instance and takes no options, got {where}={dict(options)!r}")
     return target
 
 
 def get_plugin_manager(
     plugins: Iterable[str | object] = (),
     options: Mapping[str, Any] | None = None,
+    *,
+    _where: str = "",
 ) -> pluggy.PluginManager:
     """A fresh ``PluginManager("hetplug")`` with the selected plugins registered.
 
     Args:
-        plugins: names of built-in plugins (``"per"``, ``"shep"``), names of plugins
-            installed under the entry-point group ``hetplug``, or plugin objects.
+        plugins: names of plugins installed under the entry-point group ``hetplug``
+            (hetplug's own: ``"per"``, ``"shep"``, ``"lbs"``, ``"shppo"``, ``"hetdps"``),
+            or plugin objects.
         options: per-plugin settings, ``{name: {field: value}}``, validated by the
             plugin's config dataclass.
 
@@ -75,6 +82,7 @@ def get_plugin_manager(
             plugin that is not selected, unknown or invalid options, or two plugins that
             both answer an exclusive hook (two prioritisers).
     """
+    prefix = f"{_where}." if _where else ""
     if isinstance(plugins, str):
         plugins = [plugins]
     options = dict(options or {})
@@ -87,22 +95,20 @@ def get_plugin_manager(
             pm.register(item)
             continue
         if item in selected_names:
-            raise ValueError(f"plugin {item!r} is selected twice")
+            raise ValueError(f"plugin {item!r} is selected twice in {prefix}plugins")
         selected_names.append(item)
-        if item in BUILTIN_PLUGINS:
-            module_name, _, attr = BUILTIN_PLUGINS[item].partition(":")
-            target = getattr(importlib.import_module(module_name), attr)
-        else:
-            entry = _entry_point_plugins() if entry is None else entry
-            if item not in entry:
-                raise ValueError(
-                    f"unknown hetplug plugin {item!r}; known plugins: {', '.join(available_plugins())}"
-                )
-            target = entry[item].load()
-        pm.register(_instantiate(item, target, options.pop(item, None)), name=item)
+        entry = _entry_point_plugins() if entry is None else entry
+        if item not in entry:
+            known = sorted(entry)
+            raise ValueError(
+                f"unknown hetplug plugin {item!r} in {prefix}plugins{did_you_mean(item, known)}; "
+                f"known plugins: {', '.join(known)}"
+            )
+        target = entry[item].load()
+        pm.register(_instantiate(prefix + item, target, options.pop(item, None)), name=item)
     if options:
         raise ValueError(
-            f"options given for plugin(s) not selected: {', '.join(sorted(options))}; "
+            f"options given for plugin(s) not selected: {', '.join(prefix + k for k in sorted(options))}; "
             f"selected: {', '.join(selected_names) or 'none'}"
         )
     for hook_name in _EXCLUSIVE_HOOKS:

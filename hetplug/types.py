@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from hetplug.sharing.slots import ParameterSlots
 
 _STEP_FIELDS = ("reward", "done", "mask", "td_error", "success")
 _AGENT_FIELDS = ("obs", "actions", "positions", "alive")
@@ -27,6 +30,13 @@ class HostSpec:
         capacity: how many trajectories the host's replay (or rollout) storage holds.
         device: where the host keeps its tensors; plugins allocate their state there.
         n_actions: number of discrete actions, or None for continuous actions.
+        total_env_steps: how long the run is, in environment steps (BenchMARL's
+            ``max_n_frames``, EPyMARL's ``t_max``), or None when the host cannot say;
+            plugins with schedules anneal over it.
+        rollout_storage: the host's storage holds only the latest collection (on-policy
+            rollouts kept one at a time): a prioritiser forgets every stored item when the
+            next batch is collected (``hetplug_trajectories_collected``), and the slots it
+            returns start again at 0.
         extra: free-form host facts (framework name, algorithm, ...), for logging.
     """
 
@@ -35,6 +45,8 @@ class HostSpec:
     capacity: int
     device: torch.device | str = "cpu"
     n_actions: int | None = None
+    total_env_steps: int | None = None
+    rollout_storage: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -44,6 +56,34 @@ class HostSpec:
                 raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
         if self.n_actions is not None and (not isinstance(self.n_actions, int) or self.n_actions < 1):
             raise ValueError(f"n_actions must be None or an integer >= 1, got n_actions={self.n_actions!r}")
+        if self.total_env_steps is not None and (
+            isinstance(self.total_env_steps, bool)
+            or not isinstance(self.total_env_steps, int)
+            or self.total_env_steps < 1
+        ):
+            raise ValueError(
+                f"total_env_steps must be None or an integer >= 1, got total_env_steps={self.total_env_steps!r}"
+            )
+        if not isinstance(self.rollout_storage, bool):
+            raise ValueError(f"rollout_storage must be a bool, got rollout_storage={self.rollout_storage!r}")
+
+
+@dataclass(frozen=True)
+class HostObjects:
+    """The host's own objects, handed to every plugin once by ``hetplug_bind``.
+
+    Attributes:
+        latent_net: SHPPO: the :class:`~hetplug.shppo.LatentNet` the host's actor runs at
+            every step (the ``shppo`` plugin trains it with its own optimiser).
+        parameter_slots: HetDPS: the :class:`~hetplug.sharing.ParameterSlots` of the host's
+            slot model (parameters, optimiser state, target copies, routing), which the
+            ``hetdps`` plugin regroups in place.
+        extra: anything else a host offers third-party plugins, by name.
+    """
+
+    latent_net: torch.nn.Module | None = None
+    parameter_slots: ParameterSlots | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import torch
 
 from hetplug.hookspecs import hookimpl
 from hetplug.lbs.sharing import LargeBatchSharing, LBSConfig, TDFunction
+from hetplug.state import read_versioned, versioned
 from hetplug.types import HostSpec, SampleResult, TrajectoryBatch
 
 
@@ -61,7 +62,8 @@ class LBSPlugin:
         return self.sharing
 
     def state_dict(self) -> dict[str, Any]:
-        return {"sharing": self._require().state_dict()}
+        return versioned({"sharing": self._require().state_dict()})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = read_versioned(state, "lbs")
         self._require().load_state_dict(state["sharing"])

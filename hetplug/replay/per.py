@@ -8,7 +8,7 @@ its valid steps (and agents) plus ``eps``, and ``p_i`` is proportional to ``P_i^
 
 from __future__ import annotations
 
-import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,24 +17,76 @@ import torch
 from hetplug._checks import check_range
 from hetplug.hookspecs import hookimpl
 from hetplug.replay.sampler import PrioritizedSampler, SamplerConfig
+from hetplug.state import read_versioned, versioned
 from hetplug.types import HostSpec, SampleResult, TrajectoryBatch
 
 
 @dataclass
-class PERConfig(SamplerConfig):
-    """Prioritised experience replay: the sampler's settings (alpha 0.6, beta 0.4 -> 1, as
-    Schaul et al., 2016, proportional variant) plus ``eps``."""
+class PERConfig:
+    """Prioritised experience replay (Schaul et al., 2016, proportional variant).
 
+    Field names match the ``shep`` plugin's: ``priority_exponent`` is PER's alpha and
+    ``is_beta`` its beta (eq. 7 of SHEP's paper writes the same IS weights).
+    """
+
+    priority_exponent: float = 0.6
+    """alpha: ``p_i = P_i^alpha / sum_j P_j^alpha`` (0 = uniform)."""
+    is_beta: float = 0.4
+    """Initial IS exponent beta in ``w_i = (N p_i)^-beta``."""
+    is_beta_final: float = 1.0
+    """Value beta is annealed to; 1 makes the weighted estimate unbiased."""
+    is_beta_steps: int = 0
+    """Sample calls over which beta moves linearly to ``is_beta_final`` (0: fixed)."""
+    max_probability: float | None = None
+    """Clip every p_i at this value, redistributing the excess (O(n) per draw)."""
+    weight_normalization: str = "max"
+    """IS weight normalisation: ``"max"`` (buffer, PER), ``"batch"`` or ``"none"``."""
     eps: float = 1e-6
     """Added to |TD| so that no item is starved."""
+    fanout: int = 32
+    """Sum-tree children per node (see :class:`~hetplug.replay.SamplerConfig`)."""
+    flat_max: int = 16384
+    """Up to this capacity draws scan the flat masses (see :class:`~hetplug.replay.SamplerConfig`)."""
+    check_inputs: bool = True
+    """Validate priorities and indices (one host synchronisation per call)."""
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        self.sampler_config()  # validates the sampler's fields, named as here
         check_range("eps", self.eps, 0.0)
 
     def sampler_config(self) -> SamplerConfig:
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(SamplerConfig)}
-        return SamplerConfig(**fields)
+        try:
+            return SamplerConfig(
+                alpha=self.priority_exponent,
+                beta=self.is_beta,
+                beta_final=self.is_beta_final,
+                beta_steps=self.is_beta_steps,
+                max_probability=self.max_probability,
+                weight_normalization=self.weight_normalization,
+                fanout=self.fanout,
+                flat_max=self.flat_max,
+                check_inputs=self.check_inputs,
+            )
+        except ValueError as err:  # name the field as the user wrote it
+            raise ValueError(_rename_sampler_fields(str(err))) from None
+
+
+_SAMPLER_NAMES = {"beta_final": "is_beta_final", "beta_steps": "is_beta_steps", "alpha": "priority_exponent",
+                  "beta": "is_beta"}  # fmt: skip
+
+
+def _rename_sampler_fields(message: str) -> str:
+    return re.sub(r"\b(beta_final|beta_steps|alpha|beta)\b", lambda m: _SAMPLER_NAMES[m.group(1)], message)
+
+
+def priority_metrics(name: str, sampler: PrioritizedSampler) -> dict[str, Any]:
+    """What a prioritiser reports after each update: ``<name>/priority_mean``,
+    ``/priority_max``, ``/stored`` and ``/priorities`` (the ``[stored]`` priorities)."""
+    p = sampler.priorities
+    out: dict[str, Any] = {f"{name}/stored": len(sampler), f"{name}/priorities": p}
+    if p.numel():
+        out.update({f"{name}/priority_mean": p.mean(), f"{name}/priority_max": p.max()})
+    return out
 
 
 def reduce_td_per_item(td_error: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -94,6 +146,11 @@ class PERPlugin:
         self.sampler = PrioritizedSampler(spec.capacity, self.config.sampler_config(), device=spec.device)
 
     @hookimpl
+    def hetplug_trajectories_collected(self, batch: TrajectoryBatch) -> None:
+        if self.spec is not None and self.spec.rollout_storage:
+            self._require_sampler().clear()  # the host stores only this collection
+
+    @hookimpl
     def hetplug_replay_add(self, batch: TrajectoryBatch) -> torch.Tensor:
         sampler = self._require_sampler()
         if batch.td_error is None:
@@ -116,13 +173,18 @@ class PERPlugin:
         sampler.update(idx, priorities)
         return priorities
 
+    @hookimpl
+    def hetplug_after_update(self, update: int) -> dict[str, Any]:
+        return priority_metrics("per", self._require_sampler())
+
     def _require_sampler(self) -> PrioritizedSampler:
         if self.sampler is None:
             raise RuntimeError("the per plugin is not configured: call hook.hetplug_configure(spec) first")
         return self.sampler
 
     def state_dict(self) -> dict[str, Any]:
-        return {"sampler": self._require_sampler().state_dict()}
+        return versioned({"sampler": self._require_sampler().state_dict()})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = read_versioned(state, "per")
         self._require_sampler().load_state_dict(state["sampler"])

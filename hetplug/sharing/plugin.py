@@ -35,7 +35,8 @@ from hetplug.distance.features import build_features
 from hetplug.hookspecs import hookimpl
 from hetplug.sharing.manager import DynamicSharingManager, SharingConfig
 from hetplug.sharing.slots import ParameterSlots
-from hetplug.types import HostSpec, TrajectoryBatch
+from hetplug.state import read_versioned, versioned
+from hetplug.types import HostObjects, HostSpec, TrajectoryBatch
 
 
 @dataclass
@@ -142,6 +143,15 @@ class HetDPSPlugin:
         self.spec = spec
         self.manager = DynamicSharingManager(spec.n_agents, self.config.sharing_config())
 
+    @hookimpl
+    def hetplug_bind(self, host: HostObjects) -> None:
+        if host.parameter_slots is None:
+            raise ValueError(
+                "the hetdps plugin needs the host's parameter slots (HostObjects.parameter_slots): "
+                "build the policy from hetplug's slot model, whose agents can be regrouped in place"
+            )
+        self.bind(host.parameter_slots)
+
     def bind(self, slots: ParameterSlots) -> None:
         """Give the plugin the host's slot parameters; plans are then applied in place."""
         if not isinstance(slots, ParameterSlots):
@@ -204,7 +214,7 @@ class HetDPSPlugin:
 
     def state_dict(self) -> dict[str, Any]:
         self._require_configured()
-        state: dict[str, Any] = {"manager": self.manager.state_dict()}
+        state: dict[str, Any] = versioned({"manager": self.manager.state_dict()})
         if self.estimator is not None:
             state["estimator"] = self.estimator.state_dict()
             state["dims"] = (self.estimator.pool.x_dim, self.estimator.pool.y_dim)
@@ -213,6 +223,7 @@ class HetDPSPlugin:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the grouping and the estimator; the slot parameters are the host's (saved
         with its model)."""
+        state = read_versioned(state, "hetdps")
         self._require_configured()
         self.manager.load_state_dict(state["manager"])
         if "estimator" in state:

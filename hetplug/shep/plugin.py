@@ -12,11 +12,12 @@ from typing import Any
 import torch
 
 from hetplug.hookspecs import hookimpl
-from hetplug.replay.per import check_td_update
+from hetplug.replay.per import check_td_update, priority_metrics
 from hetplug.replay.sampler import PrioritizedSampler, SamplerConfig
 from hetplug.shep import group_her, scoring
 from hetplug.shep.config import SHEPConfig
 from hetplug.spatial import CellPartition, GridCells, bin_actions
+from hetplug.state import read_versioned, versioned
 from hetplug.types import CollectedResult, HostSpec, SampleResult, TrajectoryBatch
 
 
@@ -63,6 +64,8 @@ class SHEPPlugin:
     @hookimpl
     def hetplug_trajectories_collected(self, batch: TrajectoryBatch) -> CollectedResult:
         c = self.config
+        if self.spec is not None and self.spec.rollout_storage:
+            self._require_sampler().clear()  # the host stores only this collection
         desc, delta = self._descriptors(batch)
         shift = scoring.temporal_change(delta, c.delta_window)
         intrinsic = None
@@ -149,6 +152,10 @@ class SHEPPlugin:
         sampler.update(idx, priorities)  # validates before anything changes
         self._max_td = torch.maximum(self._max_td, (td * step_mask).max())
         return priorities
+
+    @hookimpl
+    def hetplug_after_update(self, update: int) -> dict[str, Any]:
+        return priority_metrics("shep", self._require_sampler())
 
     # ------------------------------------------------------------------ helpers
     def intrinsic_coefficients(self) -> tuple[float, float]:
@@ -253,16 +260,19 @@ class SHEPPlugin:
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
         sampler = self._require_sampler()
-        return {
-            "sampler": sampler.state_dict(),
-            "shift": self._shift.clone(),
-            "cohesion": self._cohesion.clone(),
-            "mask": self._mask.clone(),
-            "max_td": self._max_td.clone(),
-            "env_steps": self.env_steps,
-        }
+        return versioned(
+            {
+                "sampler": sampler.state_dict(),
+                "shift": self._shift.clone(),
+                "cohesion": self._cohesion.clone(),
+                "mask": self._mask.clone(),
+                "max_td": self._max_td.clone(),
+                "env_steps": self.env_steps,
+            }
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = read_versioned(state, "shep")
         sampler = self._require_sampler()
         if tuple(state["shift"].shape) != tuple(self._shift.shape):
             raise ValueError(

@@ -26,7 +26,8 @@ from hetplug._checks import check_choice, check_int, check_range
 from hetplug.hookspecs import hookimpl
 from hetplug.shppo.losses import discounted_returns, inference_loss, latent_loss
 from hetplug.shppo.modules import InferenceNet, LatentNet
-from hetplug.types import HostSpec, TrajectoryBatch
+from hetplug.state import read_versioned, versioned
+from hetplug.types import HostObjects, HostSpec, TrajectoryBatch
 
 
 @dataclass
@@ -51,6 +52,11 @@ class SHPPOConfig:
     """Ablation switch for L_e."""
     distance_loss: bool = True
     """Ablation switch for L_d."""
+    latent_dim: int = 3
+    """Latent size L of the actor a host builds for SHPPO (Table IV: 3). Hosts whose model
+    config carries its own size (BenchMARL's ``hetplug_shppo``) check that the two agree."""
+    decoder_hidden: int = 64
+    """Width of the HeteLayer's decoder (Table IV: 64), likewise."""
 
     def __post_init__(self) -> None:
         for name in ("lambda_e", "lambda_d"):
@@ -58,6 +64,8 @@ class SHPPOConfig:
         for name in ("latent_lr", "inference_lr"):
             check_range(name, getattr(self, name), 0.0, low_open=True)
         check_int("hidden", self.hidden, 1)
+        check_int("latent_dim", self.latent_dim, 1)
+        check_int("decoder_hidden", self.decoder_hidden, 1)
         check_choice("pooling", self.pooling, ("mean", "concat"))
         check_range("gamma", self.gamma, 0.0, 1.0)
         if self.max_grad_norm is not None:
@@ -92,6 +100,15 @@ class SHPPOPlugin:
     @hookimpl
     def hetplug_configure(self, spec: HostSpec) -> None:
         self.spec = spec
+
+    @hookimpl
+    def hetplug_bind(self, host: HostObjects) -> None:
+        if host.latent_net is None:
+            raise ValueError(
+                "the shppo plugin needs the host's LatentNet (HostObjects.latent_net): build the "
+                "actor from hetplug's SHPPO model, which runs one"
+            )
+        self.bind(host.latent_net)
 
     def _build_inference(self, global_obs_dim: int, n_agents: int, device: torch.device) -> InferenceNet:
         c = self.config
@@ -147,7 +164,7 @@ class SHPPOPlugin:
         opt.step()
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {}
+        state: dict[str, Any] = versioned({})
         if self._latent_opt is not None:
             state["latent_optimizer"] = self._latent_opt.state_dict()
         if self.inference is not None:
@@ -159,6 +176,7 @@ class SHPPOPlugin:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores the InferenceNet and both optimisers; the LatentNet's weights are the host's
         (saved with its model), bind it before loading."""
+        state = read_versioned(state, "shppo")
         if "latent_optimizer" in state:
             if self._latent_opt is None:
                 raise RuntimeError("bind the LatentNet before loading shppo state")

@@ -22,7 +22,7 @@ from hetplug.spatial import (
     occupancy_entropy,
 )
 
-from .conftest import SHARED
+from ..conftest import SHARED
 
 esda = pytest.importorskip("esda")
 libpysal = pytest.importorskip("libpysal")

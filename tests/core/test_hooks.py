@@ -14,7 +14,7 @@ import torch
 
 import hetplug
 from hetplug import hookspecs
-from hetplug.plugins import BUILTIN_PLUGINS
+from hetplug.plugins import BUILTIN_NAMES
 
 from .toy_plugin import ToyPlugin
 
@@ -37,8 +37,13 @@ def make_batch(b=4, t=5, n=3, seed=0, td=False):
 
 @pytest.fixture
 def toy_entry_point(monkeypatch):
-    ep = importlib.metadata.EntryPoint(name="toy", value="tests.toy_plugin:ToyPlugin", group="hetplug")
-    monkeypatch.setattr(hetplug.plugins, "entry_points", lambda group: [ep] if group == "hetplug" else [])
+    ep = importlib.metadata.EntryPoint(name="toy", value="tests.core.toy_plugin:ToyPlugin", group="hetplug")
+    installed = hetplug.plugins.entry_points
+    monkeypatch.setattr(
+        hetplug.plugins,
+        "entry_points",
+        lambda group: [*installed(group=group), ep] if group == "hetplug" else [],
+    )
     return ep
 
 
@@ -52,7 +57,7 @@ def test_every_hook_has_a_test_and_docs():
     """Like datasette: each hookspec has a test_hook_<name> here and a section in docs/hooks.md."""
     assert 1 <= len(HOOK_NAMES) <= 8
     tests = {n for n in globals() if n.startswith("test_hook_")}
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "hooks.md").read_text()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "hooks.md").read_text()
     for name in HOOK_NAMES:
         assert any(t.startswith(f"test_hook_{name}") for t in tests), name
         assert f"`{name}" in docs, name
@@ -66,6 +71,27 @@ def test_hook_hetplug_configure_is_historic(toy_entry_point):
     pm.register(late)  # registered after configure: historic replay
     assert late.calls == ["configure"] and late.spec is SPEC
     assert pm.get_plugin("shep").sampler.capacity == 16
+
+
+def test_hook_hetplug_bind_hands_every_plugin_the_hosts_objects(toy_entry_point):
+    """The host's objects reach plugins only through hetplug_bind: SHPPO gets the LatentNet,
+    HetDPS the parameter slots, a third-party plugin whatever it reads; a plugin missing what
+    it needs refuses by name."""
+    from hetplug.sharing import ParameterSlots, SlotMLP
+    from hetplug.shppo import LatentNet
+
+    net = LatentNet(4, 0, 3)
+    slots_model = SlotMLP(3, 4, 2, hidden=(8,))
+    slots = ParameterSlots(list(slots_model.parameters()), routing=slots_model.routing)
+    pm = configured(["shppo", "hetdps", "toy"])
+    pm.hook.hetplug_bind(host=hetplug.HostObjects(latent_net=net, parameter_slots=slots, extra={"k": 1}))
+    assert pm.get_plugin("shppo").latent_net is net
+    assert pm.get_plugin("hetdps").slots is slots
+    assert pm.get_plugin("toy").host.extra == {"k": 1}
+    with pytest.raises(ValueError, match="latent_net"):
+        configured(["shppo"]).hook.hetplug_bind(host=hetplug.HostObjects())
+    with pytest.raises(ValueError, match="parameter_slots"):
+        configured(["hetdps"]).hook.hetplug_bind(host=hetplug.HostObjects())
 
 
 def test_hook_hetplug_trajectories_collected(toy_entry_point):
@@ -95,7 +121,7 @@ def test_hook_hetplug_replay_sample():
 
 
 def test_hook_hetplug_update_priorities():
-    pm = configured(["per"], {"per": {"alpha": 1.0, "eps": 0.0}})
+    pm = configured(["per"], {"per": {"priority_exponent": 1.0, "eps": 0.0}})
     idx = pm.hook.hetplug_replay_add(batch=make_batch(b=3))
     td = torch.tensor([[1.0, 1, 1, 1, 1], [2, 2, 2, 0, 0], [0, 0, 0, 0, 0.5]])
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
@@ -129,7 +155,7 @@ def test_unknown_plugin_name_lists_known_ones(toy_entry_point):
         hetplug.get_plugin_manager(["shpe"])
     msg = str(err.value)
     assert "'shpe'" in msg
-    for name in [*BUILTIN_PLUGINS, "toy"]:
+    for name in [*BUILTIN_NAMES, "toy"]:
         assert name in msg
 
 
@@ -138,7 +164,7 @@ def test_unknown_plugin_name_lists_known_ones(toy_entry_point):
     [
         (["shep"], {"shep": {"lamda_delta": 1.0}}, "unknown option shep.lamda_delta"),
         (["shep"], {"shep": {"priority_form": "max"}}, "priority_form"),
-        (["per"], {"per": {"alpha": -0.1}}, "alpha must be >= 0"),
+        (["per"], {"per": {"priority_exponent": -0.1}}, "priority_exponent must be >= 0"),
         (["per"], {"shep": {}}, "not selected: shep"),
         (["per"], {"per": [1, 2]}, "must be a mapping"),
         (["per", "shep"], None, "select only one"),
@@ -192,3 +218,14 @@ def test_importing_hetplug_imports_no_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_plugin_installed_by_entry_point_is_used_like_a_built_in(installed_toy_plugins):
+    """A distribution's entry point (no fixture patching hetplug) makes the plugin selectable
+    by name, with options, beside the built-ins, which are registered the same way."""
+    assert {"toy", "toy_replay", *BUILTIN_NAMES} <= set(hetplug.available_plugins())
+    pm = configured(["toy_replay", "toy"], {"toy": {"scale": 2.0}})
+    assert pm.hook.hetplug_replay_add(batch=make_batch(b=4)).tolist() == [0, 1, 2, 3]
+    assert pm.hook.hetplug_after_update(update=1) == [{"toy/update": 1}, {"toy_replay/updates": 0}]
+    with pytest.raises(ValueError, match="select only one"):
+        hetplug.get_plugin_manager(["toy_replay", "per"])
