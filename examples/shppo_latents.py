@@ -85,7 +85,7 @@ def train(args):
     pm = hetplug.get_plugin_manager(["shppo"], {"shppo": {"gamma": args.gamma}})
     spec = hetplug.HostSpec(n_agents=args.agents, max_steps=args.horizon, capacity=args.envs, n_actions=5)
     pm.hook.hetplug_configure.call_historic(kwargs={"spec": spec})
-    pm.get_plugin("shppo").bind(latent_net)
+    pm.hook.hetplug_bind(host=hetplug.HostObjects(latent_net=latent_net))
     history = []
     for it in range(args.iterations):
         data = rollout(env, latent_net, actor, gen)

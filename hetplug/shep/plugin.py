@@ -101,6 +101,8 @@ class SHEPPlugin:
         }
         if extra is not None:
             metrics["shep/her_trajectories"] = torch.tensor(float(extra.batch_size))
+        if intrinsic is not None:
+            metrics["shep/intrinsic_reward"] = intrinsic.sum() / n_valid
         return CollectedResult(intrinsic_reward=intrinsic, extra_trajectories=extra, metrics=metrics)
 
     @hookimpl

@@ -22,7 +22,7 @@ def test_demo_writes_the_report(tmp_path):
         assert len(run["mean_step_reward"]) == 2
     shep = comp["runs"][1]
     assert len(shep["final_priorities"]["agents"]) == 2 * 4  # iterations x envs trajectories
-    assert len(shep["metrics"]["hetplug/agents/shep/moran_i"]) == 2
+    assert len(shep["metrics"]["hetplug/shep/moran_i"]) == 2
     assert set(comp["summary"]) == {"baseline", "shep"}
     for name in ("curves.png", "hetplug.png"):
         assert (out / name).stat().st_size > 10_000
@@ -84,7 +84,7 @@ def test_demo_shppo_draws_the_latents(tmp_path):
     latents = report["comparisons"][0]["runs"][1]["shppo_latent_means"]["agents"]  # [T, N, L]
     assert len(latents[0]) == 3 and len(latents[0][0]) == 3
     assert (out / "shppo_latents.png").stat().st_size > 10_000
-    assert "hetplug/agents/shppo/latent_loss" in report["comparisons"][0]["runs"][1]["metrics"]
+    assert "hetplug/shppo/latent_loss" in report["comparisons"][0]["runs"][1]["metrics"]
 
 
 def test_demo_refuses_shppo_with_an_off_policy_algorithm(capsys):

@@ -40,7 +40,8 @@ class ToyPlugin:
     @hetplug.hookimpl
     def hetplug_trajectories_collected(self, batch):
         self.calls.append("collected")
-        return hetplug.CollectedResult(intrinsic_reward=torch.full_like(batch.reward, self.config.scale))
+        bonus = torch.full(batch.reward.shape[:2], self.config.scale, device=batch.device)  # [B, T]
+        return hetplug.CollectedResult(intrinsic_reward=bonus)
 
     @hetplug.hookimpl
     def hetplug_auxiliary_losses(self, batch, update):

@@ -1,10 +1,12 @@
 """hetplug inside BenchMARL 1.5.2 (TorchRL 0.11): a callback and ``wrap()``.
 
     experiment = Experiment(task=..., algorithm_config=..., model_config=..., seed=0, config=cfg)
-    hetplug_benchmarl.wrap(experiment, plugins=["shep"], shep={"grid_shape": (8, 8)})
+    hetplug_benchmarl.wrap(experiment, {"plugins": ["shep"], "shep": {"grid_shape": [8, 8]}})
     experiment.run()
 
-or ``Experiment(..., callbacks=[HetplugCallback(["shep"], {"shep": {...}})])``.
+or ``Experiment(..., callbacks=[HetplugCallback(["shep"])])``, or the Hydra entry
+``python -m hetplug_benchmarl.run ... hetplug=shep``. All three take hetplug's one
+configuration language (docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -14,51 +16,40 @@ from typing import Any
 import torch
 
 from hetplug_benchmarl.callback import HetplugCallback
-from hetplug_benchmarl.models import SHPPOModel, SHPPOModelConfig, SlotMlp, SlotMlpConfig, copy_policy
-from hetplug_benchmarl.options import AdapterOptions, OpponentSource, PositionSource
+from hetplug_benchmarl.losses import WEIGHTED_LOSSES, Weighting, register_weighted_loss
+from hetplug_benchmarl.models import SHPPOModel, SHPPOModelConfig, SlotModel, SlotModelConfig, copy_policy
 
 __all__ = [
-    "AdapterOptions",
+    "WEIGHTED_LOSSES",
     "HetplugCallback",
-    "OpponentSource",
-    "PositionSource",
     "SHPPOModel",
     "SHPPOModelConfig",
-    "SlotMlp",
-    "SlotMlpConfig",
+    "SlotModel",
+    "SlotModelConfig",
+    "Weighting",
     "copy_policy",
+    "register_weighted_loss",
     "wrap",
 ]
 
 
-def wrap(
-    experiment,
-    plugins: list[str] | tuple[str, ...],
-    *,
-    positions: dict[str, Any] | None = None,
-    opponents: dict[str, Any] | None = None,
-    replay_window: int = 1,
-    **options: dict[str, Any],
-) -> HetplugCallback:
+def wrap(experiment, config: Any = (), **top_level: Any) -> HetplugCallback:
     """Add hetplug to an already built ``Experiment`` (before ``run()``).
 
     Args:
         experiment: a ``benchmarl.experiment.Experiment``.
-        plugins: plugin names, e.g. ``["shep"]``.
-        positions: where agent positions are read (default: observation[..., 0:2]).
-        opponents: ``{"group": ..., "key": ..., "slice": [...]}`` or None.
-        replay_window: on-policy (MAPPO, IPPO): rollouts the prioritised buffer keeps (1: the
-            current rollout only).
-        **options: per-plugin options by plugin name, e.g. ``shep={"grid_shape": (8, 8)}``.
+        config: hetplug's configuration: plugin names, e.g. ``["shep"]``, or the full
+            mapping ``{"plugins": [...], "shep": {...}, "positions": {...}}``.
+        **top_level: top-level keys of the same mapping as keyword arguments, e.g.
+            ``wrap(exp, ["shep"], shep={"grid_shape": [8, 8]}, replay_window=2)``.
 
-    Returns the callback (its ``priorities(group)`` and ``plugin_manager(group)`` are there
-    for inspection). Everything is checked here, before any training.
+    Returns the callback (its ``metrics(group)``, ``priorities(group)``, ``log`` and
+    ``plugin_manager(group)`` are there for inspection). Everything is checked here,
+    before any training; on an error the experiment is left as it was.
     """
     if experiment.n_iters_performed and not experiment.config.restore_file:
         raise ValueError("wrap() must be called before experiment.run(): the experiment already trained")
-    callback = HetplugCallback(
-        plugins, options, positions=positions, opponents=opponents, replay_window=replay_window
-    )
+    callback = HetplugCallback(config, **top_level)
     callback.experiment = experiment
     callback.on_setup()
     experiment.callbacks.append(callback)

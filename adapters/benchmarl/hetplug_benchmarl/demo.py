@@ -133,9 +133,9 @@ def _experiment(args: argparse.Namespace, out: Path, callbacks: list) -> Any:
     algorithm = {**ALGORITHMS, **ON_POLICY}[args.algorithm]
     model = MlpConfig.get_from_yaml()
     if getattr(args, "model", "mlp") == "slot":  # HetDPS's per-agent slot model, same widths
-        from hetplug_benchmarl.models import SlotMlpConfig
+        from hetplug_benchmarl.models import SlotModelConfig
 
-        model = SlotMlpConfig(num_cells=list(model.num_cells), activation_class=model.activation_class)
+        model = SlotModelConfig(num_cells=list(model.num_cells), activation_class=model.activation_class)
     elif getattr(args, "model", "mlp") == "shppo":  # SHPPO's actor, Table IV sizes
         from hetplug_benchmarl.models import SHPPOModelConfig
 
@@ -197,9 +197,9 @@ def run_once(args: argparse.Namespace, plugins: list[str], out: Path) -> dict[st
     if hetplug_cb is not None and "hetdps" in plugins:
         result["hetdps"] = {
             g: {
-                "iterations": [it for it, _ in hetplug_cb.plans.get(g, [])],
-                "assignments": [list(a) for _, a in hetplug_cb.plans.get(g, [])],
-                "distances": [d.tolist() for d in hetplug_cb.distances.get(g, [])],
+                "iterations": [it for it, _ in hetplug_cb.log.regroupings(g)],
+                "assignments": [list(a) for _, a in hetplug_cb.log.regroupings(g)],
+                "distances": [d.tolist() for d in hetplug_cb.log.distances(g)],
             }
             for g in exp.group_map
         }
@@ -210,7 +210,7 @@ def run_once(args: argparse.Namespace, plugins: list[str], out: Path) -> dict[st
 
 def _episode_latents(exp) -> dict[str, list]:
     """``{group: [T, N, L]}`` latent means of one evaluation episode (first environment)."""
-    from hetplug_benchmarl.models import shppo_model
+    from hetplug_benchmarl.wiring.shppo import shppo_model
 
     with torch.no_grad():
         rollout = exp.test_env.rollout(max_steps=exp.max_steps, policy=exp.policy, auto_cast_to_device=True)

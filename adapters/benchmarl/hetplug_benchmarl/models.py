@@ -12,7 +12,7 @@ copying/merging slots in place: the experiment, its optimisers, collector and ta
 networks are never rebuilt (the callback binds them to the plugin).
 
 Import ``hetplug_benchmarl`` (or run ``python -m hetplug_benchmarl.run``) to register them;
-``SlotMlpConfig.get_from_yaml()`` reads ``conf/model/layers/hetplug_slot_mlp.yaml`` here.
+``SlotModelConfig.get_from_yaml()`` reads ``conf/model/layers/hetplug_slot_mlp.yaml`` here.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class _PerAgentModel(Model):
         return torch.cat([tensordict.get(k) for k in self.in_keys], dim=-1)
 
 
-class SlotMlp(_PerAgentModel):
+class SlotModel(_PerAgentModel):
     """BenchMARL ``Model`` around :class:`~hetplug.sharing.SlotMLP`.
 
     BenchMARL's ``share_params`` is not used: who shares is the routing.
@@ -97,8 +97,8 @@ class _HetplugModelConfig(ModelConfig):
 
 
 @dataclass
-class SlotMlpConfig(_HetplugModelConfig):
-    """Config of :class:`SlotMlp` (yaml ``name: hetplug_slot_mlp``)."""
+class SlotModelConfig(_HetplugModelConfig):
+    """Config of :class:`SlotModel` (yaml ``name: hetplug_slot_mlp``)."""
 
     num_cells: Sequence[int] = field(default_factory=lambda: [256, 256])
     activation_class: type[nn.Module] = nn.Tanh
@@ -109,7 +109,7 @@ class SlotMlpConfig(_HetplugModelConfig):
 
     @staticmethod
     def associated_class():
-        return SlotMlp
+        return SlotModel
 
 
 class SHPPOModel(_PerAgentModel):
@@ -125,6 +125,7 @@ class SHPPOModel(_PerAgentModel):
     def __init__(self, num_cells: int, trunk_layers: int, latent_dim: int, decoder_hidden: int,
                  **kwargs) -> None:  # fmt: skip
         super().__init__(**kwargs)
+        self.latent_dim, self.decoder_hidden = latent_dim, decoder_hidden
         self.latent_net = LatentNet(self.in_features, 0, latent_dim, hidden=num_cells).to(self.device)
         self.actor = SHPPOActor(self.in_features, self.out_features, hidden=num_cells, trunk_layers=trunk_layers,
                                 latent_dim=latent_dim, decoder_hidden=decoder_hidden).to(self.device)  # fmt: skip
@@ -152,20 +153,8 @@ class SHPPOModelConfig(_HetplugModelConfig):
         return SHPPOModel
 
 
-model_config_registry["hetplug_slot_mlp"] = SlotMlpConfig
+model_config_registry["hetplug_slot_mlp"] = SlotModelConfig
 model_config_registry["hetplug_shppo"] = SHPPOModelConfig
-
-
-def shppo_model(exp, group: str) -> SHPPOModel:
-    """The :class:`SHPPOModel` in ``group``'s policy (raises naming the fix if there is none)."""
-    found = [m for m in exp.group_policies[group].modules() if isinstance(m, SHPPOModel)]
-    if len(found) != 1:
-        raise ValueError(
-            "plugin 'shppo' needs the group's policy built from hetplug's SHPPO model "
-            "(model_config=hetplug_benchmarl.SHPPOModelConfig, or model=layers/hetplug_shppo); "
-            f"group {group!r} has {len(found)}"
-        )
-    return found[0]
 
 
 def copy_policy(source, target, group: str = "agents") -> None:

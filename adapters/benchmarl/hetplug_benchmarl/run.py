@@ -2,12 +2,13 @@
 
     python -m hetplug_benchmarl.run algorithm=mappo task=vmas/balance hetplug=shep
     python -m hetplug_benchmarl.run algorithm=iql task=vmas/navigation \\
-        model=layers/hetplug_slot_mlp hetplug=hetdps hetplug.options.hetdps.interval=10
+        model=layers/hetplug_slot_mlp hetplug=hetdps hetplug.hetdps.interval=10
 
 The ``hetplug`` group (``none``, ``per``, ``shep``, ``lbs``, ``hetdps``, ``shppo``; yaml under
-``hetplug_benchmarl/conf/hetplug``) gives ``plugins``, per-plugin ``options`` and the
-adapter's ``positions`` / ``opponents`` / ``replay_window``. Importing this package
-registers hetplug's model configs (``model=layers/hetplug_slot_mlp``).
+``hetplug_benchmarl/conf/hetplug``) holds hetplug's one configuration language: ``plugins``,
+each plugin's options under its name, ``positions`` / ``opponents`` / ``replay_window``
+(docs/configuration.md). Importing this package registers hetplug's model configs
+(``model=layers/hetplug_slot_mlp``).
 """
 
 from __future__ import annotations
@@ -24,18 +25,7 @@ from hetplug_benchmarl.models import CONF
 
 def callback_from_config(cfg: dict[str, Any]) -> HetplugCallback:
     """The ``hetplug`` group's values -> a :class:`HetplugCallback` (checked at once)."""
-    unknown = sorted(set(cfg) - {"plugins", "options", "positions", "opponents", "replay_window"})
-    if unknown:
-        raise ValueError(
-            f"unknown key hetplug.{unknown[0]}; accepted: options, opponents, plugins, positions, replay_window"
-        )
-    return HetplugCallback(
-        cfg.get("plugins") or [],
-        cfg.get("options") or {},
-        positions=cfg.get("positions"),
-        opponents=cfg.get("opponents"),
-        replay_window=cfg.get("replay_window", 1),
-    )
+    return HetplugCallback(cfg)
 
 
 @hydra.main(version_base=None, config_path=str(CONF), config_name="config")

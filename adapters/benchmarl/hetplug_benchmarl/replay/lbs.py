@@ -17,7 +17,7 @@ from tensordict import TensorDictBase
 from torchrl.data import TensorDictReplayBuffer
 
 import hetplug
-from hetplug_benchmarl.replay import WEIGHT_KEY
+from hetplug_benchmarl.replay.sampler import WEIGHT_KEY
 
 
 def mixed(storage, group: str, slot: torch.Tensor, agent: torch.Tensor) -> TensorDictBase:
@@ -38,16 +38,30 @@ class LBSReplayBuffer(TensorDictReplayBuffer):
     """BenchMARL's group buffer with LBS sampling (independent learners of one group).
 
     Args:
-        pm: the group's plugin manager (``lbs`` configured with the storage's capacity).
+        pm: the group's plugin manager (an experience-sharing prioritiser configured with
+            the storage's capacity).
         loss: the group's loss; called without gradient to score candidates.
         group: the agent group.
+        n_agents: the group's agents (its learners).
         td_keys / td_squared: where the loss writes TD errors, as for PER.
         generator: for the draws.
     """
 
-    def __init__(self, *, pm, loss, group: str, td_keys: tuple, td_squared: bool, generator=None, **kwargs):
+    def __init__(
+        self,
+        *,
+        pm,
+        loss,
+        group: str,
+        n_agents: int,
+        td_keys: tuple,
+        td_squared: bool,
+        generator=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self._hetplug = (pm, loss, group, td_keys, td_squared)
+        self.n_agents = n_agents
         self.generator = generator
 
     def extend(self, data: TensorDictBase, *args, **kwargs):
@@ -78,7 +92,7 @@ class LBSReplayBuffer(TensorDictReplayBuffer):
     def sample(self, batch_size: int | None = None, return_info: bool = False):
         pm, _, group, _, _ = self._hetplug
         B = batch_size or self._batch_size
-        n = pm.get_plugin("lbs").sharing.n_agents
+        n = self.n_agents
 
         def td_fn(sources: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
             K = sources.shape[0]
