@@ -248,12 +248,16 @@ class SampleResult:
         sources: None, except for experience-sharing plugins (``lbs``): then every field
             is ``[N, B]``, row ``i`` is learner ``i``'s mini-batch, and item ``(i, b)`` is
             agent ``sources[i, b]``'s transition at slot ``indices[i, b]``.
+        steps: None, or ``[B]`` the step within each slot the plugin chose (SHEP draws an
+            episode inside a slot holding several, then a step of it); a host that trains
+            on single steps uses it, else draws a valid step uniformly.
     """
 
     indices: torch.Tensor
     weights: torch.Tensor
     probabilities: torch.Tensor
     sources: torch.Tensor | None = None
+    steps: torch.Tensor | None = None
 
     def __iter__(self):
         """Unpacks as ``indices, weights = sampler.sample(n)``."""

@@ -36,7 +36,9 @@ class PERConfig:
     is_beta_final: float = 1.0
     """Value beta is annealed to; 1 makes the weighted estimate unbiased."""
     is_beta_steps: int = 0
-    """Sample calls over which beta moves linearly to ``is_beta_final`` (0: fixed)."""
+    """Sample calls over which beta moves linearly to ``is_beta_final``. 0 (default): over
+    the run, by the environment steps collected against ``HostSpec.total_env_steps`` (beta
+    reaches ``is_beta_final`` at the end); fixed ``is_beta`` if the host gives no length."""
     max_probability: float | None = None
     """Clip every p_i at this value, redistributing the excess (O(n) per draw)."""
     weight_normalization: str = "max"
@@ -139,6 +141,7 @@ class PERPlugin:
         self.config = config or PERConfig()
         self.spec: HostSpec | None = None
         self.sampler: PrioritizedSampler | None = None
+        self.env_steps = 0  # valid steps collected: the IS exponent's schedule
 
     @hookimpl
     def hetplug_configure(self, spec: HostSpec) -> None:
@@ -147,8 +150,12 @@ class PERPlugin:
 
     @hookimpl
     def hetplug_trajectories_collected(self, batch: TrajectoryBatch) -> None:
-        if self.spec is not None and self.spec.rollout_storage:
-            self._require_sampler().clear()  # the host stores only this collection
+        sampler = self._require_sampler()
+        if self.spec.rollout_storage:
+            sampler.clear()  # the host stores only this collection
+        self.env_steps += int(batch.mask.sum())  # one host sync per collected batch
+        if self.config.is_beta_steps == 0 and self.spec.total_env_steps:
+            sampler.set_progress(min(1.0, self.env_steps / self.spec.total_env_steps))
 
     @hookimpl
     def hetplug_replay_add(self, batch: TrajectoryBatch) -> torch.Tensor:
@@ -183,8 +190,9 @@ class PERPlugin:
         return self.sampler
 
     def state_dict(self) -> dict[str, Any]:
-        return versioned({"sampler": self._require_sampler().state_dict()})
+        return versioned({"sampler": self._require_sampler().state_dict(), "env_steps": self.env_steps})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         state = read_versioned(state, "per")
         self._require_sampler().load_state_dict(state["sampler"])
+        self.env_steps = int(state.get("env_steps", 0))

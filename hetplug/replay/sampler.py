@@ -98,6 +98,7 @@ class PrioritizedSampler:
         self._size = 0
         self._cursor = 0
         self._sample_calls = 0
+        self._progress = 0.0
         k = self.config.fanout
         sizes = []
         n = capacity
@@ -128,12 +129,21 @@ class PrioritizedSampler:
 
     @property
     def beta(self) -> float:
-        """The IS exponent the next ``sample`` call uses."""
+        """The IS exponent the next ``sample`` call uses: annealed from ``beta`` to
+        ``beta_final`` over ``beta_steps`` sample calls, or by the run's progress set with
+        :meth:`set_progress` (when ``beta_steps`` is 0)."""
         c = self.config
         if c.beta_steps == 0:
-            return c.beta
-        frac = min(1.0, self._sample_calls / c.beta_steps)
+            frac = self._progress
+        else:
+            frac = min(1.0, self._sample_calls / c.beta_steps)
         return c.beta + (c.beta_final - c.beta) * frac
+
+    def set_progress(self, fraction: float) -> None:
+        """How far the run is (0 to 1): with ``beta_steps == 0`` beta moves linearly from
+        ``beta`` to ``beta_final`` with it (hosts that know their run's length)."""
+        check_range("fraction", fraction, 0.0, 1.0)
+        self._progress = float(fraction)
 
     def probabilities(self) -> torch.Tensor:
         """``[len]`` the sampling probability of every stored item (after clipping)."""
@@ -331,6 +341,7 @@ class PrioritizedSampler:
             "size": self._size,
             "cursor": self._cursor,
             "sample_calls": self._sample_calls,
+            "progress": self._progress,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -348,6 +359,7 @@ class PrioritizedSampler:
         self._max_priority = state["max_priority"].to(self.device, self._dtype).clone()
         self._cursor = int(state["cursor"])
         self._sample_calls = int(state["sample_calls"])
+        self._progress = float(state.get("progress", 0.0))
 
 
 def _clip_probabilities(mass: torch.Tensor, cap: float) -> torch.Tensor:

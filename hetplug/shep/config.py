@@ -1,6 +1,7 @@
-"""Settings of the SHEP plugin. The paper (shep.txt) gives no numeric values except
-PER's alpha = 0.6 for the TD exponent; the other defaults are neutral (weights 1) and
-documented as our choice."""
+"""Settings of the SHEP plugin. The defaults are the paper's Algorithm 1: spatial priority,
+intrinsic reward and Group-HER all on (each can be switched off for ablations). The paper
+(shep.txt) gives no numeric values except PER's alpha = 0.6 for the TD exponent; the other
+defaults are neutral (weights 1) and documented as our choice."""
 
 from __future__ import annotations
 
@@ -54,6 +55,9 @@ class SHEPConfig:
     """Upper bound of continuous actions (for binning)."""
 
     # --- priority (eqs. 5-7, Algorithm 1 line 20) ----------------------------------
+    spatial_priority: bool = True
+    """Include the tactical terms (lambda_Delta |Delta delta| and lambda_I max(0, I)) in the
+    priority; off: |TD|^alpha alone (trajectory-level PER), the ablation without them."""
     priority_form: str = "sum"
     """``"sum"``: eq. (5), |TD|^a + l_D |Dd| + l_I max(0, I). ``"product"``: Algorithm 1
     line 20, |TD|^a * (l_D |Dd| + l_I max(0, I))."""
@@ -72,14 +76,16 @@ class SHEPConfig:
     is_beta_final: float = 1.0
     """Final IS exponent (1 restores unbiasedness, eq. 8)."""
     is_beta_steps: int = 0
-    """Sample calls over which beta is annealed (0: constant ``is_beta``)."""
+    """Sample calls over which beta is annealed. 0 (default): over the run, by the valid
+    environment steps collected against ``HostSpec.total_env_steps`` (beta reaches
+    ``is_beta_final`` at the end of the run); constant ``is_beta`` if the host gives no length."""
     max_probability: float | None = None
     """Clip each trajectory's sampling probability p_i at this value (section 4.3)."""
     weight_normalization: str = "max"
     """IS weight normalisation: ``"max"`` (buffer), ``"batch"`` or ``"none"``."""
 
     # --- intrinsic reward (Algorithm 1 line 8) -------------------------------------
-    intrinsic_reward: bool = False
+    intrinsic_reward: bool = True
     """Return r_int = beta_t Delta E(t) + eta_t I(t) for the host to add to the reward."""
     intrinsic_delta_coef: tuple[float, float] = (0.1, 0.0)
     """(start, end) of beta_t, annealed linearly over ``intrinsic_anneal_steps``."""
@@ -89,8 +95,8 @@ class SHEPConfig:
     """Valid environment steps (summed over trajectories) over which the coefficients move."""
 
     # --- Group-HER (end of section 4.3, Algorithm 1 lines 12-15) --------------------
-    group_her: bool = False
-    """Return relabelled copies of trajectories with high cohesion or a rising advantage."""
+    group_her: bool = True
+    """Return relabelled copies of episodes with high cohesion or a rising advantage."""
     her_moran_threshold: float = 0.3
     """tau_th: a step qualifies when I(t) > tau_th."""
     her_rising_advantage: bool = True
@@ -98,14 +104,21 @@ class SHEPConfig:
     her_min_length: int = 3
     """Shortest run of qualifying steps that counts as a segment."""
     her_reward: float = 1.0
-    """r_her, the virtual success reward."""
+    """r_her, the virtual success reward; with ``her_reward_relative`` in units of the
+    largest |step reward| seen so far."""
+    her_reward_relative: bool = True
+    """Scale ``her_reward`` by the largest |step reward| seen so far, so the sub-goal reward
+    matches the task's reward scale (an absolute 1.0 can dwarf a dense task's per-step
+    reward); False: ``her_reward`` is absolute."""
     her_relabel: str = "final"
     """``"final"``: the copy ends at the segment's end (done, mask cut) and gets r_her
     there, like a reached sub-goal; ``"segment"``: every step of the segment gets r_her."""
     her_only_failed: bool = True
     """Relabel only trajectories whose ``success`` is False (all when the host gives none)."""
     her_max_fraction: float = 0.5
-    """At most this fraction of a collected batch is returned as relabelled copies."""
+    """On average at most this many copies per collected episode: each batch adds
+    ``her_max_fraction x episodes`` to a credit, a copy spends 1, and a batch may copy
+    ``ceil(credit)`` episodes (so a batch of one episode can be copied)."""
 
     def __post_init__(self) -> None:
         self.grid_low = tuple(self.grid_low)
@@ -135,3 +148,7 @@ class SHEPConfig:
         check_int("her_min_length", self.her_min_length, 1)
         check_choice("her_relabel", self.her_relabel, ("final", "segment"))
         check_range("her_max_fraction", self.her_max_fraction, 0.0, 1.0)
+        for name in ("spatial_priority", "intrinsic_reward", "group_her", "her_reward_relative",
+                     "her_rising_advantage", "her_only_failed", "normalize_entropies"):  # fmt: skip
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {name}={getattr(self, name)!r}")

@@ -1,12 +1,16 @@
-"""The ``shep`` plugin: heterogeneity-driven trajectory priorities, intrinsic reward, Group-HER.
+"""The ``shep`` plugin: heterogeneity-driven episode priorities, intrinsic reward, Group-HER.
 
-Reads ``positions`` (and ``actions``, ``alive``, ``opponent_*`` when present) from each
-TrajectoryBatch. It keeps, per storage slot, the tactical-significance terms of eq. (5)
-(|Delta delta| and max(0, I)) so that a later TD update recomputes the whole priority.
+Reads ``positions`` (and ``actions``, ``alive``, ``opponent_*``, ``done``, ``success`` when
+present) from each TrajectoryBatch. A stored row may hold several episodes (after each
+``done`` a new one starts): every quantity is computed per episode, as the paper's
+trajectories. Per storage slot it keeps the tactical-significance terms of eq. (5)
+(|Delta delta| and max(0, I)) and each step's episode, so that a later TD update recomputes
+the whole priority.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -16,6 +20,7 @@ from hetplug.replay.per import check_td_update, priority_metrics
 from hetplug.replay.sampler import PrioritizedSampler, SamplerConfig
 from hetplug.shep import group_her, scoring
 from hetplug.shep.config import SHEPConfig
+from hetplug.shep.episodes import episode_index, episode_lengths, episode_start
 from hetplug.spatial import CellPartition, GridCells, bin_actions
 from hetplug.state import read_versioned, versioned
 from hetplug.types import CollectedResult, HostSpec, SampleResult, TrajectoryBatch
@@ -38,7 +43,8 @@ class SHEPPlugin:
         self.cells = cells or GridCells(c.grid_low, c.grid_high, c.grid_shape, contiguity=c.contiguity)
         self.spec: HostSpec | None = None
         self.sampler: PrioritizedSampler | None = None
-        self.env_steps = 0  # valid steps collected, drives the intrinsic-reward schedule
+        self.env_steps = 0  # valid steps collected: the intrinsic-reward and IS-exponent schedules
+        self.her_credit = 0.0  # Group-HER copies still allowed by her_max_fraction
         self._last_descriptors: tuple | None = None
 
     # ------------------------------------------------------------------ hooks
@@ -46,8 +52,10 @@ class SHEPPlugin:
     def hetplug_configure(self, spec: HostSpec) -> None:
         c = self.config
         self.spec = spec
+        # The sampler draws rows by the sum of their episodes' masses; SHEP applies the
+        # priority exponent to each episode itself (alpha 1 here).
         sampler_cfg = SamplerConfig(
-            alpha=c.priority_exponent,
+            alpha=1.0,
             beta=c.is_beta,
             beta_final=c.is_beta_final,
             beta_steps=c.is_beta_steps,
@@ -59,51 +67,72 @@ class SHEPPlugin:
         self._shift = torch.zeros(shape, device=spec.device)  # lambda_D |Delta delta| inputs
         self._cohesion = torch.zeros(shape, device=spec.device)  # max(0, I)
         self._mask = torch.zeros(shape, dtype=torch.bool, device=spec.device)
+        self._episode = torch.zeros(shape, dtype=torch.long, device=spec.device)
+        self._step_mass = torch.zeros(shape, dtype=torch.float64, device=spec.device)
+        self._episodes = torch.zeros(spec.capacity, dtype=torch.float64, device=spec.device)
+        self._min_mass = torch.full((spec.capacity,), torch.inf, dtype=torch.float64, device=spec.device)
         self._max_td = torch.ones((), device=spec.device)
+        self._reward_scale = torch.zeros((), device=spec.device)
 
     @hookimpl
     def hetplug_trajectories_collected(self, batch: TrajectoryBatch) -> CollectedResult:
         c = self.config
-        if self.spec is not None and self.spec.rollout_storage:
-            self._require_sampler().clear()  # the host stores only this collection
-        desc, delta = self._descriptors(batch)
-        shift = scoring.temporal_change(delta, c.delta_window)
+        sampler = self._require_sampler()
+        if self.spec.rollout_storage:
+            sampler.clear()  # the host stores only this collection
+        desc, delta, start = self._descriptors(batch)
+        shift = scoring.temporal_change(delta, c.delta_window, start)
         intrinsic = None
         valid = batch.mask.to(desc.moran.dtype)
-        if c.intrinsic_reward:
+        if c.intrinsic_reward:  # Algorithm 1 line 8, Delta E inside each episode
             coef_d, coef_i = self.intrinsic_coefficients()
             score = scoring.situation_score(desc, c.alpha, c.beta, c.eta)
-            intrinsic = scoring.intrinsic_reward(score, desc.moran, coef_d, coef_i) * valid
-            self.env_steps += int(batch.mask.sum())
-        extra = None
-        if c.group_her:
-            qualifies = desc.moran > c.her_moran_threshold
-            if c.her_rising_advantage:
-                qualifies = qualifies | (shift > 0)
-            found, end = group_her.find_segments(qualifies, batch.mask, c.her_min_length)
-            if c.her_only_failed and batch.success is not None:
-                found = found & ~batch.success.bool()
-            extra = group_her.relabel(
-                batch,
-                found,
-                end,
-                reward=c.her_reward,
-                min_length=c.her_min_length,
-                mode=c.her_relabel,
-                max_count=int(c.her_max_fraction * batch.batch_size),
-            )
+            intrinsic = scoring.intrinsic_reward(score, desc.moran, coef_d, coef_i, start) * valid
+        self.env_steps += int(batch.mask.sum())  # one host sync per collected batch
+        if c.is_beta_steps == 0 and self.spec.total_env_steps:
+            sampler.set_progress(min(1.0, self.env_steps / self.spec.total_env_steps))
+        extra = self._group_her(batch, desc, delta, shift, start) if c.group_her else None
         n_valid = valid.sum().clamp_min(1)
         metrics = {
             "shep/occupancy_entropy": (desc.occupancy_entropy * valid).sum() / n_valid,
             "shep/action_diversity": (desc.action_diversity * valid).sum() / n_valid,
             "shep/moran_i": (desc.moran * valid).sum() / n_valid,
             "shep/advantage_change": (shift.abs() * valid).sum() / n_valid,
+            "shep/is_beta": sampler.beta,
         }
-        if extra is not None:
-            metrics["shep/her_trajectories"] = torch.tensor(float(extra.batch_size))
+        if c.group_her:
+            metrics["shep/her_trajectories"] = 0 if extra is None else extra.batch_size
         if intrinsic is not None:
             metrics["shep/intrinsic_reward"] = intrinsic.sum() / n_valid
         return CollectedResult(intrinsic_reward=intrinsic, extra_trajectories=extra, metrics=metrics)
+
+    def _group_her(self, batch, desc, delta, shift, start) -> TrajectoryBatch | None:
+        """Algorithm 1 lines 12-15: copies of the episodes with the best segments, as many
+        as ``her_max_fraction`` of the collected episodes allows on average."""
+        c = self.config
+        self._reward_scale = torch.maximum(self._reward_scale, batch.reward.detach().abs().max())
+        qualifies = desc.moran > c.her_moran_threshold
+        if c.her_rising_advantage:
+            qualifies = qualifies | (shift > 0)
+        if c.her_only_failed and batch.success is not None:
+            qualifies = qualifies & ~batch.success.bool().unsqueeze(-1)
+        index = episode_index(batch.done, batch.mask.shape, batch.device)
+        length = episode_lengths(index, batch.mask)
+        segments = group_her.find_segments(qualifies, batch.mask, c.her_min_length, start, delta, length)
+        episodes = int(((length > 0) & (torch.arange(batch.max_steps, device=batch.device) == start)).sum())
+        self.her_credit = min(
+            self.her_credit + c.her_max_fraction * episodes, c.her_max_fraction * episodes + 1
+        )
+        allowed = min(math.ceil(self.her_credit - 1e-9), segments.row.numel())
+        if allowed <= 0:
+            return None
+        best = torch.topk(segments.gain, allowed).indices  # the largest gains in the advantage
+        self.her_credit -= allowed
+        chosen = group_her.Segments(*(field[best] for field in segments))
+        reward = c.her_reward * self._reward_scale if c.her_reward_relative else c.her_reward
+        return group_her.relabel(
+            batch, chosen, reward=reward, min_length=c.her_min_length, mode=c.her_relabel
+        )
 
     @hookimpl
     def hetplug_replay_add(self, batch: TrajectoryBatch) -> torch.Tensor:
@@ -115,17 +144,22 @@ class SHEPPlugin:
             raise ValueError(
                 f"batch of {batch.batch_size} trajectories exceeds capacity={self.spec.capacity}"
             )
-        desc, delta = self._descriptors(batch)
+        desc, delta, start = self._descriptors(batch)
         pad = (0, t_max - batch.max_steps)
-        shift = torch.nn.functional.pad(scoring.temporal_change(delta, self.config.delta_window).abs(), pad)
+        shift = torch.nn.functional.pad(
+            scoring.temporal_change(delta, self.config.delta_window, start).abs(), pad
+        )
         cohesion = torch.nn.functional.pad(desc.moran.clamp_min(0), pad)
         mask = torch.nn.functional.pad(batch.mask.bool(), pad)
+        episode = episode_index(batch.done, batch.mask.shape, batch.device)
+        episode = torch.nn.functional.pad(episode, pad, value=0).clamp_max(t_max - 1)
         if batch.td_error is not None:
             td = scoring.reduce_td(batch.td_error.to(shift.dtype), t_max)
         else:  # unseen trajectories: the largest |TD| so far, as PER does
             td = self._max_td.expand_as(shift)
-        priorities = self._priorities(td, shift, cohesion, mask)
-        indices = sampler.add(priorities)
+        masses = self._masses(td, shift, cohesion, mask, episode)
+        indices = sampler.add(masses.row)
+        self._store(indices, masses, episode)
         self._shift[indices] = shift.to(self._shift.dtype)
         self._cohesion[indices] = cohesion.to(self._cohesion.dtype)
         self._mask[indices] = mask
@@ -135,7 +169,37 @@ class SHEPPlugin:
 
     @hookimpl
     def hetplug_replay_sample(self, batch_size: int, generator: torch.Generator | None) -> SampleResult:
-        return self._require_sampler().sample(batch_size, generator)
+        """Rows by the sum of their episodes' masses, then an episode of the row by its mass
+        and a step of it uniformly; IS weights of eq. (7) per episode, over the stored
+        episodes (N the number of stored episodes, normalised as configured)."""
+        sampler = self._require_sampler()
+        beta = sampler.beta  # the exponent this draw uses (the draw advances the schedule)
+        rows = sampler.sample(batch_size, generator)
+        slots = rows.indices
+        mass = self._step_mass[slots]  # [B, T]
+        cum = mass.cumsum(-1)
+        u = torch.rand(batch_size, generator=generator, device=mass.device, dtype=mass.dtype) * cum[:, -1]
+        step = torch.searchsorted(cum, u.unsqueeze(-1), right=True).squeeze(-1)
+        last = (mass.shape[1] - 1) - (mass > 0).flip(-1).to(torch.uint8).argmax(-1)  # rounding guard
+        step = torch.minimum(step, last)
+        size = len(sampler)
+        row_mass = sampler.priorities[slots]  # alpha 1: a row's draw weight
+        episode_mass = mass.gather(1, step.unsqueeze(1)).squeeze(1) * self._episode_length(slots, step)
+        p = rows.probabilities * episode_mass / row_mass.clamp_min(torch.finfo(row_mass.dtype).tiny)
+        n = self._episodes[:size].sum()
+        weights = (n * p).pow(-beta)
+        c = self.config
+        if c.weight_normalization == "max":
+            p_rows = sampler.probabilities() if c.max_probability is not None else None
+            if p_rows is None:
+                p_min = self._min_mass[:size].min() / sampler.priorities.sum()
+            else:
+                share = self._min_mass[:size] / sampler.priorities.clamp_min(torch.finfo(p_rows.dtype).tiny)
+                p_min = (p_rows * share)[p_rows > 0].min()
+            weights = weights / (n * p_min).pow(-beta)
+        elif c.weight_normalization == "batch":
+            weights = weights / weights.max()
+        return SampleResult(indices=slots, weights=weights, probabilities=p, steps=step)
 
     @hookimpl
     def hetplug_update_priorities(
@@ -148,12 +212,12 @@ class SHEPPlugin:
             step_mask = step_mask & torch.nn.functional.pad(
                 mask.bool(), (0, self.spec.max_steps - mask.shape[1])
             )
-        priorities = self._priorities(
-            td.to(self._shift.dtype), self._shift[idx], self._cohesion[idx], step_mask
-        )
-        sampler.update(idx, priorities)  # validates before anything changes
+        masses = self._masses(td.to(self._shift.dtype), self._shift[idx], self._cohesion[idx], step_mask,
+                              self._episode[idx])  # fmt: skip
+        sampler.update(idx, masses.row)  # validates before anything changes
+        self._store(idx, masses, self._episode[idx])
         self._max_td = torch.maximum(self._max_td, (td * step_mask).max())
-        return priorities
+        return masses.row
 
     @hookimpl
     def hetplug_after_update(self, update: int) -> dict[str, Any]:
@@ -168,14 +232,16 @@ class SHEPPlugin:
         m0, m1 = c.intrinsic_moran_coef
         return d0 + (d1 - d0) * frac, m0 + (m1 - m0) * frac
 
-    def _descriptors(self, batch: TrajectoryBatch) -> tuple[scoring.Descriptors, torch.Tensor]:
-        """Own-group descriptors [B, T] and the advantage delta(t) of eq. (4).
+    def _descriptors(self, batch: TrajectoryBatch) -> tuple[scoring.Descriptors, torch.Tensor, torch.Tensor]:
+        """Own-group descriptors [B, T], the advantage delta(t) of eq. (4) and each step's
+        episode start.
 
         A host usually passes the same batch to ``trajectories_collected`` and then to
         ``replay_add``; the last result is reused when the input tensors are the same
         objects, unmodified (identity plus torch's in-place version counter).
         """
         inputs = (
+            batch.done,
             batch.positions,
             batch.alive,
             batch.actions,
@@ -186,7 +252,9 @@ class SHEPPlugin:
         key = tuple((id(t), t._version) if t is not None else None for t in inputs)
         if self._last_descriptors is not None and self._last_descriptors[0] == key:
             return self._last_descriptors[1]
-        result = self._compute_descriptors(batch)
+        own, delta = self._compute_descriptors(batch)
+        start = episode_start(episode_index(batch.done, batch.mask.shape, batch.device))
+        result = (own, delta, start)
         # Keep the inputs alive so their ids cannot be reused by other tensors.
         self._last_descriptors = (key, result, inputs)
         return result
@@ -241,18 +309,34 @@ class SHEPPlugin:
             raise ValueError("SHEP needs HostSpec.n_actions for discrete action diversity (or shep.beta=0)")
         return self.spec.n_actions
 
-    def _priorities(self, td, shift, cohesion, mask) -> torch.Tensor:
+    def _masses(self, td, shift, cohesion, mask, episode) -> scoring.EpisodeMasses:
+        """Eq. (5) per step (or Algorithm 1 line 20's product), then each episode's mass."""
         c = self.config
-        step = scoring.step_priority(
-            td,
-            shift,
-            cohesion,
-            td_exponent=c.td_exponent,
-            lambda_delta=c.lambda_delta,
-            lambda_moran=c.lambda_moran,
-            form=c.priority_form,
-        )
-        return scoring.trajectory_priority(step, mask) + c.eps
+        if c.spatial_priority:
+            step = scoring.step_priority(
+                td,
+                shift,
+                cohesion,
+                td_exponent=c.td_exponent,
+                lambda_delta=c.lambda_delta,
+                lambda_moran=c.lambda_moran,
+                form=c.priority_form,
+            )
+        else:  # ablation: |TD|^alpha alone (trajectory-level PER)
+            step = td.abs().pow(c.td_exponent)
+        return scoring.episode_masses(step.double(), mask, episode, c.priority_exponent, c.eps)
+
+    def _store(self, slots: torch.Tensor, masses: scoring.EpisodeMasses, episode: torch.Tensor) -> None:
+        self._episode[slots] = episode
+        self._step_mass[slots] = masses.step
+        self._episodes[slots] = masses.count.to(self._episodes.dtype)
+        self._min_mass[slots] = masses.minimum
+
+    def _episode_length(self, slots: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Valid steps of the episode holding ``step`` in each slot."""
+        episode = self._episode[slots]
+        chosen = episode.gather(1, step.unsqueeze(1))
+        return ((episode == chosen) & self._mask[slots]).sum(-1).to(self._step_mass.dtype)
 
     def _require_sampler(self) -> PrioritizedSampler:
         if self.sampler is None:
@@ -268,8 +352,14 @@ class SHEPPlugin:
                 "shift": self._shift.clone(),
                 "cohesion": self._cohesion.clone(),
                 "mask": self._mask.clone(),
+                "episode": self._episode.clone(),
+                "step_mass": self._step_mass.clone(),
+                "episodes": self._episodes.clone(),
+                "min_mass": self._min_mass.clone(),
                 "max_td": self._max_td.clone(),
                 "env_steps": self.env_steps,
+                "her_credit": self.her_credit,
+                "reward_scale": self._reward_scale.clone(),
             }
         )
 
@@ -285,5 +375,21 @@ class SHEPPlugin:
         self._shift.copy_(state["shift"])
         self._cohesion.copy_(state["cohesion"])
         self._mask.copy_(state["mask"])
+        self._episode.copy_(state.get("episode", torch.zeros_like(self._episode)))
         self._max_td = state["max_td"].to(self._max_td.device).clone()
         self.env_steps = int(state["env_steps"])
+        self.her_credit = float(state.get("her_credit", 0.0))
+        self._reward_scale = state.get("reward_scale", torch.zeros(())).to(self._max_td.device).clone()
+        if "step_mass" in state:
+            self._step_mass.copy_(state["step_mass"])
+            self._episodes.copy_(state["episodes"])
+            self._min_mass.copy_(state["min_mass"])
+        else:  # format 0: one episode per row
+            size = len(sampler)
+            self._step_mass.zero_()
+            self._episodes.zero_()
+            self._min_mass.fill_(torch.inf)
+            counts = self._mask[:size].sum(-1).clamp_min(1).double()
+            self._step_mass[:size] = sampler.priorities.unsqueeze(1) * self._mask[:size] / counts.unsqueeze(1)
+            self._episodes[:size] = 1.0
+            self._min_mass[:size] = sampler.priorities

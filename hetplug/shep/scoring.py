@@ -62,19 +62,27 @@ def advantage(score_self: torch.Tensor, score_opp: torch.Tensor | None, kappa: f
     return kappa * (score_self - score_opp)
 
 
-def temporal_change(x: torch.Tensor, window: int = 1) -> torch.Tensor:
-    """``x(t) - mean(x(t-window) .. x(t-1))`` along the last dim; 0 at t = 0.
+def temporal_change(x: torch.Tensor, window: int = 1, start: torch.Tensor | None = None) -> torch.Tensor:
+    """``x(t) - mean(x(t-window) .. x(t-1))`` along the last dim; 0 at each episode's first step.
 
-    Near the start the window shrinks to the steps available. ``window=1`` is the change
-    from the previous step (Delta delta(t) in eq. 5, Delta E(t) in Algorithm 1 line 8).
+    Near an episode's start the window shrinks to the steps available. ``window=1`` is the
+    change from the previous step (Delta delta(t) in eq. 5, Delta E(t) in Algorithm 1 line 8),
+    computed as a plain difference. ``start`` (``[..., T]``, :func:`~hetplug.shep.episodes.episode_start`)
+    keeps the window inside each step's episode; None: the whole row is one episode.
     """
     t = x.shape[-1]
-    csum = torch.nn.functional.pad(x.cumsum(-1), (1, 0))  # csum[..., k] = sum x[..., :k]
     steps = torch.arange(t, device=x.device)
-    start = (steps - window).clamp_min(0)
-    count = (steps - start).clamp_min(1).to(x.dtype)
-    past_mean = (csum[..., steps] - csum[..., start]) / count
-    return torch.where(steps > 0, x - past_mean, torch.zeros_like(x))
+    lo = (steps - window).clamp_min(0)
+    if start is not None:
+        lo = torch.maximum(lo, start)
+    count = steps - lo  # steps in the window; 0 at an episode's first step
+    if window == 1:
+        previous = torch.nn.functional.pad(x[..., :-1], (1, 0))
+        return torch.where(count > 0, x - previous, torch.zeros_like(x))
+    csum = torch.nn.functional.pad(x.cumsum(-1), (1, 0))  # csum[..., k] = sum x[..., :k]
+    lo_sum = csum.gather(-1, lo.expand_as(x)) if start is not None else csum[..., lo]
+    past_mean = (csum[..., :-1] - lo_sum) / count.clamp_min(1).to(x.dtype)
+    return torch.where(count > 0, x - past_mean, torch.zeros_like(x))
 
 
 def step_priority(
@@ -109,11 +117,54 @@ def trajectory_priority(step_priorities: torch.Tensor, mask: torch.Tensor | None
     return (step_priorities * m).sum(-1) / m.sum(-1).clamp_min(1.0)
 
 
+class EpisodeMasses(NamedTuple):
+    """Sampling masses of the episodes stored in rows (eq. 6 over episodes)."""
+
+    row: torch.Tensor  # [R] sum of the row's episode masses: the row's draw weight
+    step: torch.Tensor  # [R, T] a step's share: its episode's mass / the episode's length
+    count: torch.Tensor  # [R] episodes with a valid step
+    minimum: torch.Tensor  # [R] the smallest episode mass (inf for an empty row)
+
+
+def episode_masses(
+    step_priorities: torch.Tensor,
+    mask: torch.Tensor,
+    episode: torch.Tensor,
+    exponent: float = 1.0,
+    eps: float = 0.0,
+) -> EpisodeMasses:
+    """Each episode's mass ``(P-bar_e + eps)^exponent``, P-bar_e the mean of ``P~`` over its
+    valid steps (section 4.3's trajectory priority, per episode).
+
+    A row holding several episodes is drawn with the sum of their masses, then one of its
+    episodes with its mass and a step of it uniformly: each episode is drawn with its
+    mass over the buffer's total, as eq. (6) draws trajectories.
+
+    Args:
+        step_priorities: ``[R, T]`` P~ of eq. (5).
+        mask: ``[R, T]`` valid steps.
+        episode: ``[R, T]`` each step's episode in its row (:func:`~hetplug.shep.episodes.episode_index`).
+    """
+    m = mask.to(step_priorities.dtype)
+    sums = torch.zeros_like(step_priorities).scatter_add_(-1, episode, step_priorities * m)
+    counts = torch.zeros_like(step_priorities).scatter_add_(-1, episode, m)
+    present = counts > 0
+    mass = torch.where(present, (sums / counts.clamp_min(1) + eps).pow(exponent), torch.zeros_like(sums))
+    step = mass.gather(-1, episode) * m / counts.gather(-1, episode).clamp_min(1)
+    minimum = torch.where(present, mass, torch.full_like(mass, torch.inf)).amin(-1)
+    return EpisodeMasses(mass.sum(-1), step, present.sum(-1), minimum)
+
+
 def intrinsic_reward(
-    score: torch.Tensor, moran: torch.Tensor, coef_delta: float, coef_moran: float
+    score: torch.Tensor,
+    moran: torch.Tensor,
+    coef_delta: float,
+    coef_moran: float,
+    start: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Algorithm 1 line 8: r_int(t) = beta_t Delta E(t) + eta_t I(t) (Delta E(0) = 0)."""
-    return coef_delta * temporal_change(score, 1) + coef_moran * moran
+    """Algorithm 1 line 8: r_int(t) = beta_t Delta E(t) + eta_t I(t), Delta E = 0 at each
+    episode's first step (``start``: :func:`~hetplug.shep.episodes.episode_start`)."""
+    return coef_delta * temporal_change(score, 1, start) + coef_moran * moran
 
 
 def reduce_td(td_error: torch.Tensor, steps: int) -> torch.Tensor:

@@ -26,7 +26,9 @@ HER = {
 }
 
 
-def make_experiment(folder, algorithm="iql", callbacks=None, restore=None, on_policy=False, iters=ITERS):
+def make_experiment(
+    folder, algorithm="iql", callbacks=None, restore=None, on_policy=False, iters=ITERS, max_steps=None
+):
     cfg = ExperimentConfig.get_from_yaml()
     cfg.render = False  # torchvision does not import here (FACTS.md)
     cfg.loggers = []
@@ -50,8 +52,11 @@ def make_experiment(folder, algorithm="iql", callbacks=None, restore=None, on_po
         algo = (IppoConfig if on_policy == "ippo" else MappoConfig).get_from_yaml()
     else:
         algo = OFF_POLICY[algorithm].get_from_yaml()
+    task = VmasTask.NAVIGATION.get_from_yaml()
+    if max_steps is not None:  # short episodes: several inside each collected row
+        task.config["max_steps"] = max_steps
     return Experiment(
-        task=VmasTask.NAVIGATION.get_from_yaml(),
+        task=task,
         algorithm_config=algo,
         model_config=MlpConfig.get_from_yaml(),
         seed=0,
@@ -63,7 +68,7 @@ def make_experiment(folder, algorithm="iql", callbacks=None, restore=None, on_po
 @pytest.fixture
 def experiment(tmp_path):
     """``experiment(algorithm="iql", callbacks=None, restore=None, on_policy=False, iters=3,
-    folder=tmp_path)``: a shrunk BenchMARL experiment (MLP policy)."""
+    max_steps=None, folder=tmp_path)``: a shrunk BenchMARL experiment (MLP policy)."""
 
     def build(*args, folder=None, **kwargs):
         return make_experiment(folder or tmp_path, *args, **kwargs)

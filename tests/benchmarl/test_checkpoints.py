@@ -32,7 +32,7 @@ def test_checkpoint_restores_priorities(experiment, how):
         exp2 = experiment("qmix", restore=str(ckpt))
         cb2 = hetplug_benchmarl.wrap(exp2, ["shep"], **kwargs)
     torch.testing.assert_close(cb2.plugin_manager("agents").get_plugin("shep").sampler.priorities, saved)
-    assert len(exp2.replay_buffers["agents"]) == ITERS * ENVS * STEPS
+    assert len(exp2.replay_buffers["agents"]) == len(exp.replay_buffers["agents"]) >= ITERS * ENVS * STEPS
     assert cb2.groups["agents"].updates == cb.groups["agents"].updates == ITERS
 
 

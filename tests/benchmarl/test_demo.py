@@ -21,7 +21,8 @@ def test_demo_writes_the_report(tmp_path):
         assert run["frames"] == [200, 400]
         assert len(run["mean_step_reward"]) == 2
     shep = comp["runs"][1]
-    assert len(shep["final_priorities"]["agents"]) == 2 * 4  # iterations x envs trajectories
+    copies = sum(shep["metrics"]["hetplug/shep/her_trajectories"])  # Group-HER (on by default)
+    assert len(shep["final_priorities"]["agents"]) == 2 * 4 + copies  # iterations x envs trajectories
     assert len(shep["metrics"]["hetplug/shep/moran_i"]) == 2
     assert set(comp["summary"]) == {"baseline", "shep"}
     for name in ("curves.png", "hetplug.png"):

@@ -64,7 +64,7 @@ def test_on_policy_minibatches_are_prioritised_by_advantage(experiment, algorith
 
 def test_on_policy_replay_window_keeps_older_rollouts(experiment):
     exp = experiment(on_policy=True)
-    cb = hetplug_benchmarl.wrap(exp, ["shep"], replay_window=2)
+    cb = hetplug_benchmarl.wrap(exp, ["shep"], replay_window=2, shep={"group_her": False})
     exp.run()
     assert cb.priorities("agents").numel() == 2 * ENVS
     assert len(exp.replay_buffers["agents"]) == 2 * ENVS * STEPS

@@ -207,29 +207,71 @@ def test_continuous_actions_are_binned():
     assert pm.hook.hetplug_replay_add(batch=b).shape == (6,)
 
 
-def test_find_segments_matches_loop():
+def _episodes_of(done_row, mask_row):
+    """[(start, end)] of a row's episodes (valid steps only), by brute force."""
+    out, start = [], 0
+    T = len(mask_row)
+    for t in range(T):
+        last = t == T - 1 or bool(done_row[t])
+        if last:
+            valid = [u for u in range(start, t + 1) if mask_row[u]]
+            if valid:
+                out.append((start, valid[-1]))
+            start = t + 1
+    return out
+
+
+def _best_segments_loop(q, mask, done, delta, min_len):
+    """{(row, episode start): (segment end, gain)}: the qualifying window of min_len steps
+    inside one episode with the largest delta(end) - delta(step before), first on ties."""
+    best = {}
+    for r in range(q.shape[0]):
+        for s, e in _episodes_of(done[r], mask[r]):
+            for t in range(s, e + 1):
+                lo = t - min_len + 1
+                if lo < s or not all(q[r, u] and mask[r, u] for u in range(lo, t + 1)):
+                    continue
+                gain = float(delta[r, t] - delta[r, max(t - min_len, s)])
+                if (r, s) not in best or gain > best[(r, s)][1]:
+                    best[(r, s)] = (t, gain)
+    return best
+
+
+def _segments(q, mask, done, delta, min_len):
+    from hetplug.shep.episodes import episode_index, episode_lengths, episode_start
+
+    index = episode_index(done, mask.shape, mask.device)
+    return find_segments(q, mask, min_len, episode_start(index), delta, episode_lengths(index, mask))
+
+
+def test_find_segments_picks_each_episodes_largest_gain_like_a_loop():
+    """Segments never cross an episode boundary, and the one kept per episode has the
+    largest rise of the advantage delta over it (brute force over every window)."""
     g = torch.Generator().manual_seed(0)
-    q = torch.rand(50, 12, generator=g) > 0.4
-    mask = torch.ones(50, 12, dtype=torch.bool)
-    mask[::3, 8:] = False
+    q = torch.rand(40, 12, generator=g) > 0.3
+    mask = torch.ones(40, 12, dtype=torch.bool)
+    mask[::3, 9:] = False
+    done = torch.rand(40, 12, generator=g) > 0.8
+    delta = torch.randn(40, 12, generator=g, dtype=torch.float64)
     for min_len in (1, 3):
-        found, end = find_segments(q, mask, min_len)
-        for r in range(50):
-            run, hit = 0, None
-            for t in range(12):
-                run = run + 1 if (q[r, t] and mask[r, t]) else 0
-                if run >= min_len:
-                    hit = t
-                    break
-            assert bool(found[r]) == (hit is not None)
-            if hit is not None:
-                assert end[r].item() == hit
+        seg = _segments(q, mask, done, delta, min_len)
+        got = {
+            (int(r), int(s)): (int(t), float(gn))
+            for r, s, t, gn in zip(seg.row, seg.start, seg.end, seg.gain, strict=True)
+        }
+        expected = _best_segments_loop(q, mask, done, delta, min_len)
+        assert got.keys() == expected.keys()
+        for key, (t, gain) in expected.items():
+            assert got[key][0] == t and got[key][1] == pytest.approx(gain)
+        for r, s, e in zip(seg.row.tolist(), seg.start.tolist(), seg.episode_end.tolist(), strict=True):
+            assert (s, e) in _episodes_of(done[r], mask[r])
 
 
-def test_group_her_copies_and_never_alters_originals():
+def test_group_her_copies_the_best_episodes_and_never_alters_originals():
     pm, plugin = manager(
-        group_her=True, her_moran_threshold=-10.0, her_min_length=2, her_reward=5.0, her_max_fraction=1.0
-    )
+        group_her=True, her_moran_threshold=-10.0, her_min_length=2, her_reward=5.0,
+        her_reward_relative=False, her_max_fraction=1.0, intrinsic_reward=False,
+    )  # fmt: skip
     b = batch(
         success=torch.tensor([False, True, False, False, False, False]),
         done=torch.zeros(6, 7, dtype=torch.bool),
@@ -239,39 +281,139 @@ def test_group_her_copies_and_never_alters_originals():
     for k, v in b.tensors().items():
         assert torch.equal(v, snapshot[k]), k
     extra = res.extra_trajectories
-    # Every step qualifies (threshold -10): the segment ends at step 1; row 1 succeeded.
+    # Every step qualifies (threshold -10); row 1 succeeded: five candidates, all copied.
     assert extra.batch_size == 5
-    assert torch.equal(extra.positions, b.positions[[0, 2, 3, 4, 5]])
-    assert extra.mask[:, :2].all() and not extra.mask[:, 2:].any()
-    assert extra.done[:, 1].all()
-    assert torch.allclose(extra.reward[:, 1], b.reward[[0, 2, 3, 4, 5], 1] + 5.0)
-    assert torch.allclose(extra.reward[:, 0], b.reward[[0, 2, 3, 4, 5], 0])
+    _, delta, _ = plugin._descriptors(b)
+    q = torch.ones(6, 7, dtype=torch.bool) & ~b.success.unsqueeze(1)
+    expected = _best_segments_loop(q, b.mask, b.done, delta, 2)
+    rows = extra.extra["hetplug_row"][:, 0].tolist()
+    assert sorted(rows) == [0, 2, 3, 4, 5]
+    gains = [expected[(r, 0)][1] for r in rows]
+    assert gains == sorted(gains, reverse=True)  # ranked by their gain
+    for i, r in enumerate(rows):
+        end = expected[(r, 0)][0]
+        assert torch.equal(extra.positions[i, : end + 1], b.positions[r, : end + 1])
+        assert extra.mask[i, : end + 1].all() and not extra.mask[i, end + 1 :].any()
+        assert extra.done[i, end] and not extra.done[i, :end].any()
+        assert torch.allclose(extra.reward[i, end], b.reward[r, end] + 5.0)
+        assert torch.allclose(extra.reward[i, :end], b.reward[r, :end])
     assert extra.success.all()
     # The copies go through replay_add like any trajectory.
-    assert pm.hook.hetplug_replay_add(batch=hetplug.TrajectoryBatch.concat([b, extra])).shape == (11,)
+    assert pm.hook.hetplug_replay_add(
+        batch=hetplug.TrajectoryBatch.concat([b.replace(extra={}), extra.replace(extra={})])
+    ).shape == (11,)
 
 
-def test_group_her_segment_mode_and_limits():
+def test_group_her_segment_mode():
+    from hetplug.shep.group_her import Segments
+
     b = batch(b=4, t=6)
-    q = torch.tensor(
-        [[0, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0], [1, 1, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]], dtype=torch.bool
-    )
-    found, end = find_segments(q, b.mask, 3)
-    assert found.tolist() == [True, False, True, False]  # row 3's valid steps are only 2
-    copy = relabel(b, found, end, reward=1.0, min_length=3, mode="segment")
+    seg = Segments(*(torch.tensor(v) for v in ([0, 2], [0, 0], [3, 5], [5, 5], [1.0, 1.0])))
+    copy = relabel(b, seg, reward=1.0, min_length=3, mode="segment")
     assert torch.allclose(
         copy.reward - b.reward[[0, 2]], torch.tensor([[0, 1, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1]]).float()
     )
     assert torch.equal(copy.mask, b.mask[[0, 2]])
-    assert relabel(b, found, end, reward=1.0, min_length=3, max_count=1).batch_size == 1
-    assert relabel(b, torch.zeros(4, dtype=torch.bool), end, reward=1.0, min_length=3) is None
+    empty = Segments(*(torch.zeros(0, dtype=torch.long) for _ in range(5)))
+    assert relabel(b, empty, reward=1.0, min_length=3) is None
 
 
 def test_per_agent_rewards_get_relabelled_per_agent():
+    from hetplug.shep.group_her import Segments
+
     b = batch(b=2, t=4, reward=torch.zeros(2, 4, 5), mask=torch.ones(2, 4, dtype=torch.bool))
-    copy = relabel(b, torch.tensor([True, True]), torch.tensor([1, 3]), reward=2.0, min_length=1)
+    seg = Segments(*(torch.tensor(v) for v in ([0, 1], [0, 0], [1, 3], [3, 3], [0.0, 0.0])))
+    copy = relabel(b, seg, reward=2.0, min_length=1)
     assert copy.reward.shape == (2, 4, 5)
     assert copy.reward[0, 1].tolist() == [2.0] * 5 and copy.reward[0].sum() == 10.0
+
+
+def _two_episode_row(seed=0, t_a=4, t_b=5, n=5):
+    """One row holding episode A then episode B (done at A's last step), and A and B as rows
+    of their own (B moved to the start, padded)."""
+    g = torch.Generator().manual_seed(seed)
+    T = t_a + t_b
+    pos = torch.rand(1, T, n, 2, generator=g) * 2 - 1
+    act = torch.randint(0, 4, (1, T, n), generator=g)
+    rew = torch.rand(1, T, generator=g)
+    done = torch.zeros(1, T, dtype=torch.bool)
+    done[0, t_a - 1] = True
+    done[0, T - 1] = True
+    joined = hetplug.TrajectoryBatch(reward=rew, mask=torch.ones(1, T, dtype=torch.bool), done=done,
+                                     positions=pos, actions=act)  # fmt: skip
+
+    def alone(lo, hi):
+        pad = T - (hi - lo)
+        cut = lambda x: torch.cat([x[:, lo:hi], x[:, hi - 1 : hi].expand(1, pad, *x.shape[2:])], 1)  # noqa: E731
+        mask = torch.zeros(1, T, dtype=torch.bool)
+        mask[0, : hi - lo] = True
+        d = torch.zeros(1, T, dtype=torch.bool)
+        d[0, hi - lo - 1] = True
+        return hetplug.TrajectoryBatch(
+            reward=cut(rew), mask=mask, done=d, positions=cut(pos), actions=cut(act)
+        )
+
+    return joined, alone(0, t_a), alone(t_a, T), t_a
+
+
+def test_a_row_of_two_episodes_scores_as_they_score_apart():
+    """SHEP's per-step quantities never look across an episode boundary: the intrinsic
+    reward (and Delta delta behind it) of a row A|B is, step by step, A's then B's."""
+    options = dict(intrinsic_reward=True, intrinsic_delta_coef=(0.3, 0.3), intrinsic_moran_coef=(0.2, 0.2),
+                   group_her=False, delta_window=1)  # fmt: skip
+    joined, a, b, t_a = _two_episode_row()
+    T = joined.max_steps
+    r_joined = (
+        manager(t=T, **options)[0].hook.hetplug_trajectories_collected(batch=joined)[0].intrinsic_reward
+    )
+    r_a = manager(t=T, **options)[0].hook.hetplug_trajectories_collected(batch=a)[0].intrinsic_reward
+    r_b = manager(t=T, **options)[0].hook.hetplug_trajectories_collected(batch=b)[0].intrinsic_reward
+    assert torch.equal(r_joined[0, :t_a], r_a[0, :t_a])
+    assert torch.equal(r_joined[0, t_a:], r_b[0, : T - t_a])
+
+
+def test_group_her_copies_stay_inside_their_episode():
+    """No copy's segment, relabelled reward or done crosses an episode boundary: a copy is
+    its episode alone, starting at the episode's first step."""
+    joined, _, _, t_a = _two_episode_row(seed=3, t_a=5, t_b=6)
+    pm, plugin = manager(t=joined.max_steps, group_her=True, her_moran_threshold=-10.0, her_min_length=2,
+                         her_max_fraction=1.0, her_reward_relative=False, intrinsic_reward=False)  # fmt: skip
+    extra = pm.hook.hetplug_trajectories_collected(batch=joined)[0].extra_trajectories
+    assert extra.batch_size == 2  # one per episode
+    for i in range(2):
+        source = extra.extra["hetplug_step"][i]
+        valid = extra.mask[i]
+        first = int(source[0])
+        assert first in (0, t_a)
+        episode_end = t_a - 1 if first == 0 else joined.max_steps - 1
+        assert (source[valid] <= episode_end).all() and (source[valid] >= first).all()
+        assert int(extra.done[i].nonzero()[-1]) == int(valid.sum()) - 1  # done only at its end
+
+
+def test_one_episode_batches_get_copies_at_the_configured_fraction():
+    """EPyMARL hands over one episode per collection: the first qualifying one is copied,
+    and over a run the copies respect her_max_fraction on average."""
+    pm, plugin = manager(
+        group_her=True, her_moran_threshold=-10.0, her_max_fraction=0.5, intrinsic_reward=False
+    )
+    copies = 0
+    for i in range(40):
+        res = pm.hook.hetplug_trajectories_collected(batch=batch(b=1, seed=i))[0]
+        n = 0 if res.extra_trajectories is None else res.extra_trajectories.batch_size
+        if i == 0:
+            assert n == 1
+        copies += n
+    assert copies == 20
+
+
+def test_her_reward_is_relative_to_the_largest_reward_seen():
+    pm, plugin = manager(group_her=True, her_moran_threshold=-10.0, her_max_fraction=1.0, her_reward=2.0,
+                         her_min_length=1, intrinsic_reward=False)  # fmt: skip
+    b = batch(b=2, reward=torch.full((2, 7), 0.01))
+    extra = pm.hook.hetplug_trajectories_collected(batch=b)[0].extra_trajectories
+    end = extra.done.float().argmax(-1)
+    bonus = extra.reward.gather(1, end.unsqueeze(1)) - 0.01
+    torch.testing.assert_close(bonus, torch.full_like(bonus, 0.02))  # 2 x the largest |reward|, 0.01
 
 
 def test_bad_input_raises_and_keeps_state():
@@ -355,3 +497,73 @@ def test_descriptors_computed_once_per_batch_and_refreshed_after_in_place_edits(
     idx2 = pm.hook.hetplug_replay_add(batch=b)
     assert len(calls) == 2
     assert not torch.allclose(plugin.sampler.priorities[idx2], first)
+
+
+def test_rows_of_several_episodes_are_sampled_per_episode_as_eq6():
+    """A row holding several episodes is drawn with the sum of their priorities, then one
+    of them with its own: each episode is drawn with P-bar_e / sum P-bar (eq. 6), a step of
+    it uniformly, and weighted (N p_e)^-beta with N the stored episodes (eq. 7). Brute
+    force: the episodes' mean step priority, enumerated by a loop."""
+    pm, plugin = manager(t=8, capacity=16, intrinsic_reward=False, group_her=False, eps=0.0, is_beta=0.7,
+                         weight_normalization="max")  # fmt: skip
+    g = torch.Generator().manual_seed(5)
+    done = torch.zeros(4, 8, dtype=torch.bool)
+    done[0, [2, 7]] = True
+    done[1, [0, 4, 7]] = True
+    done[2, 7] = True
+    done[3, [5]] = True
+    b = batch(b=4, t=8, done=done, td_error=torch.rand(4, 8, generator=g))
+    slots = pm.hook.hetplug_replay_add(batch=b)
+    desc, delta, start = plugin._descriptors(b)
+    shift = temporal_change(delta, 1, start).abs()
+    step = step_priority(scoring_td(b.td_error), shift, desc.moran.clamp_min(0))
+    episodes = []  # (slot, first step, last step, P-bar)
+    for r in range(4):
+        for s, e in _episodes_of(done[r], b.mask[r]):
+            valid = [u for u in range(s, e + 1) if b.mask[r, u]]
+            episodes.append((int(slots[r]), s, e, float(step[r, valid].double().mean())))
+    total = sum(p for *_, p in episodes)
+    p_true = {(slot, s): p / total for slot, s, _, p in episodes}
+    n, p_min = len(episodes), min(p_true.values())
+    draws = 60_000
+    out = pm.hook.hetplug_replay_sample(
+        batch_size=draws, generator=torch.Generator().manual_seed(1), td_fn=None
+    )
+    found = {}
+    for slot, s, e, _ in episodes:
+        inside = (out.indices == slot) & (out.steps >= s) & (out.steps <= e)
+        found[(slot, s)] = int(inside.sum())
+        if found[(slot, s)]:
+            p = p_true[(slot, s)]
+            torch.testing.assert_close(
+                out.probabilities[inside], torch.full_like(out.probabilities[inside], p)
+            )
+            w = (n * p) ** -0.7 / (n * p_min) ** -0.7
+            torch.testing.assert_close(out.weights[inside], torch.full_like(out.weights[inside], w))
+    assert sum(found.values()) == draws  # every draw is a step of a stored episode
+    for key, count in found.items():
+        p = p_true[key]
+        assert abs(count / draws - p) < 4 * math.sqrt(p * (1 - p) / draws) + 1e-3, key
+
+
+def scoring_td(td):
+    from hetplug.shep.scoring import reduce_td
+
+    return reduce_td(td, td.shape[1])
+
+
+def test_is_exponent_reaches_one_at_the_end_of_the_run():
+    """With the host's run length (HostSpec.total_env_steps), beta rises from is_beta to
+    is_beta_final with the environment steps collected, and is 1 at the end."""
+    pm = hetplug.get_plugin_manager(["shep"], {"shep": {"group_her": False}})
+    spec = hetplug.HostSpec(n_agents=5, max_steps=7, capacity=32, n_actions=4, total_env_steps=4 * 6 * 7)
+    pm.hook.hetplug_configure.call_historic(kwargs={"spec": spec})
+    plugin = pm.get_plugin("shep")
+    betas = []
+    for i in range(4):
+        b = batch(b=6, seed=i, mask=torch.ones(6, 7, dtype=torch.bool))
+        res = pm.hook.hetplug_trajectories_collected(batch=b)[0]
+        pm.hook.hetplug_replay_add(batch=b)
+        betas.append(plugin.sampler.beta)
+        assert res.metrics["shep/is_beta"] == pytest.approx(betas[-1])
+    assert betas == pytest.approx([0.4 + 0.6 * f for f in (0.25, 0.5, 0.75, 1.0)])

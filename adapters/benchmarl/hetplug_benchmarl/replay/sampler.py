@@ -1,7 +1,8 @@
 """A TorchRL ``Sampler`` whose draws come from hetplug's prioritiser.
 
 A draw picks trajectory slots by priority (``hetplug_replay_sample``, SHEP eq. 6) and
-one valid step uniformly inside each, so every step of a trajectory inherits its IS
+one valid step inside each (the plugin's choice when it makes one: SHEP draws an episode
+of the row, then a step of it; else uniformly), so every step of a trajectory inherits its IS
 weight (eq. 7). TD errors come back per step through ``update_priority(index, |TD|)``
 into a ``[slots, T]`` table, and the trajectories they touch are re-prioritised from
 their whole rows (``hetplug_update_priorities``): steps never evaluated count with the
@@ -58,8 +59,11 @@ class TrajectorySampler(Sampler):
     def sample(self, storage, batch_size: int) -> tuple[torch.Tensor, dict]:
         res = self.pm.hook.hetplug_replay_sample(batch_size=batch_size, generator=self.generator, td_fn=None)
         slots = res.indices.to(self.device)
-        u = torch.rand(batch_size, device=self.device, generator=self.generator)
-        step = (u * self.layout.length[slots]).long().clamp_max(self.layout.steps - 1)  # a valid step
+        if res.steps is not None:  # the plugin chose the step (SHEP: a step of the drawn episode)
+            step = res.steps.to(self.device)
+        else:
+            u = torch.rand(batch_size, device=self.device, generator=self.generator)
+            step = (u * self.layout.length[slots]).long().clamp_max(self.layout.steps - 1)  # a valid step
         weights = res.weights.to(self.device).float()
         info = {
             WEIGHT_KEY: weights[:, None].expand(batch_size, self.n_agents).contiguous(),

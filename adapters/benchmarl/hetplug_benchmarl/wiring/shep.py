@@ -9,10 +9,11 @@ plugin's):
 
 * intrinsic rewards ``[B, T]``, added in place to the collected batch's reward (per
   agent: the same bonus for each), so the group trains on them;
-* relabelled trajectories (Group-HER), turned into BenchMARL transitions: the source rows
-  of the collected batch with the relabelled reward and ``done``, then BenchMARL's own
-  ``process_batch`` (for on-policy algorithms, their advantages). The replay wiring
-  stores them after the originals.
+* relabelled trajectories (Group-HER), turned into BenchMARL transitions: each copy's
+  episode taken from the collected batch (``extra["hetplug_row"]``/``["hetplug_step"]``),
+  with the relabelled reward and ``done``, then BenchMARL's own ``process_batch`` (for
+  on-policy algorithms, their advantages). The replay wiring stores them after the
+  originals.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ class SHEPWiring(Wiring):
             key = reward_key(batch.keys(include_nested=True), run.group)
             reward = batch.get(key)
             bonus = intrinsic.reshape(*intrinsic.shape, *([1] * (reward.dim() - 2)))
-            batch.set_(key, reward + bonus.to(reward.dtype))
+            batch.set(
+                key, reward + bonus.to(reward.dtype)
+            )  # a new tensor: the collected views keep the env reward
             tb = run.collected
             run.collected = tb.replace(
                 reward=tb.reward + intrinsic.reshape(*intrinsic.shape, *([1] * (tb.reward.dim() - 2)))
@@ -83,14 +86,17 @@ class SHEPWiring(Wiring):
 
     @staticmethod
     def _transitions(exp, batch, group: str, base: hetplug.TrajectoryBatch, her: hetplug.TrajectoryBatch):
-        """Relabelled copies as BenchMARL transitions ``[B' * T]``: the source rows of the
-        collected batch (intrinsic reward included), plus what relabelling added to the
-        reward, ``done`` at the segment's end, then BenchMARL's ``process_batch``."""
-        rows = her.extra["hetplug_row"][:, 0].to(batch.device)
-        raw = batch[rows].exclude(*exp._get_excluded_keys(group)).to(exp.config.train_device)
+        """Relabelled copies as BenchMARL transitions ``[B' * T]``: each copy's source steps
+        of the collected batch (its episode, intrinsic reward included), plus what
+        relabelling added to the reward, ``done`` at its end, then BenchMARL's
+        ``process_batch``."""
+        rows = her.extra["hetplug_row"].to(batch.device)
+        steps = her.extra["hetplug_step"].to(batch.device)
+        raw = batch[rows, steps].exclude(*exp._get_excluded_keys(group)).to(exp.config.train_device)
         keys = raw.keys(include_nested=True)
         key = reward_key(keys, group)
-        bonus = (her.reward - base.reward[rows.to(base.reward.device)]).to(raw.device)
+        source = base.reward[rows.to(base.reward.device), steps.to(base.reward.device)]
+        bonus = (her.reward - source).to(raw.device)
         reward = raw.get(key)
         raw.set(
             key, reward + bonus.reshape(*bonus.shape, *([1] * (reward.dim() - bonus.dim()))).to(reward.dtype)
@@ -104,6 +110,7 @@ class SHEPWiring(Wiring):
         ):
             if name in keys:
                 value = raw.get(name)
-                raw.set(name, value | done.reshape(*done.shape, *([1] * (value.dim() - 2))).expand_as(value))
+                mark = done.reshape(*done.shape, *([1] * (value.dim() - 2))).expand_as(value)
+                raw.set(name, mark.to(value.dtype).clone())  # the copy's own done: at its end
         raw = exp.algorithm.process_batch(group, raw)
         return raw if exp.algorithm.has_rnn else raw.reshape(-1)
