@@ -23,8 +23,9 @@ from rliable import library as rly
 from rliable import metrics
 
 from hetplug_benchmarl import cli
-from hetplug_benchmarl.compare import engine, spec
+from hetplug_benchmarl.compare import engine, spec, stats
 from hetplug_benchmarl.compare.metric import Curve, Metric
+from hetplug_benchmarl.compare.summary import verdict
 
 TINY = [
     "--frames",
@@ -96,10 +97,9 @@ def test_summary_equals_rliable_on_the_same_scores(grid):
     pair = {"iql+shep,iql": (matrices["iql+shep"], matrices["iql"])}
     p, p_ci = rly.get_interval_estimates(pair, metrics.probability_of_improvement, reps=REPS,
                                          random_state=np.random.RandomState(0))  # fmt: skip
-    assert summary["prob_improvement"] == {
-        "iql+shep": {"value": pytest.approx(p["iql+shep,iql"]), "ci": pytest.approx(np.ravel(p_ci["iql+shep,iql"])),
-                     "over": "iql"}
-    }  # fmt: skip
+    got = summary["prob_improvement"]["iql+shep"]
+    assert got["value"] == pytest.approx(p["iql+shep,iql"]) and got["over"] == "iql"
+    assert got["ci"] == pytest.approx(np.ravel(p_ci["iql+shep,iql"]).tolist())
     # curves: rliable's per-frame IQM loop (its sample-efficiency recipe) on the runs' evaluations
     curve = summary["curves"]["iql"]
     assert curve["frames"] == [100, 200, 300]
@@ -190,6 +190,19 @@ def test_a_run_that_raises_is_retried_reported_and_loses_no_other_run(local_ray,
     trace = (out / "runs/iql+shep/seed_0.error").read_text()
     assert "ray::run_one()" in trace and 'cells.py", line' in trace and "\x1b[" not in trace
     assert "1 run(s) failed" in stderr
+
+
+def test_engine_runs_plain_functions_and_retries_a_failure_once(local_ray):
+    """The engine knows nothing of BenchMARL: any module-level function over labelled arguments."""
+    errors, lines = [], []
+    report = engine.run_tasks(json.loads, {"ok": "1.5", "bad": "{"}, engine.Engine(workers=2),
+                              on_result=lambda label, r: f"= {r}", on_error=lambda *e: errors.append(e),
+                              log=lines.append)  # fmt: skip
+    assert report.finished == ["ok"] and list(report.failed) == ["bad"]
+    assert report.failed["bad"].startswith("JSONDecodeError: Expecting property name")
+    assert [(label, final) for label, _, final in errors] == [("bad", False), ("bad", True)]
+    assert any(line.startswith("[1/2] ok: done in") and "(= 1.5)" in line for line in lines)
+    assert any(line.startswith("[retry] bad: failed") for line in lines)
 
 
 def test_collect_reads_a_hydra_multirun_of_hetplug_benchmarl_run(tmp_path):
@@ -289,6 +302,16 @@ def test_variant_names_model_rule_and_run_order():
     assert (
         spec.make_grid("vmas/balance", "mappo", ["shppo+per"], seeds=1).variants[0].name == "mappo+shppo+per"
     )
+
+
+def test_verdict_never_calls_two_runs_a_difference():
+    """Two runs each, one variant's both above the other's: every resample gives P = 1, the CI
+    collapses to [1, 1]; that is not evidence."""
+    p = stats.probability_of_improvement({"a": [0.0, 0.1], "b": [1.0, 1.1]}, "a", reps=200)["b"]
+    assert p["value"] == 1.0 and p["ci"] == [1.0, 1.0]
+    assert "inconclusive" in verdict(p, runs=2)
+    assert verdict(p, runs=5).startswith("better than a beyond noise")
+    assert verdict({**p, "ci": [0.3, 0.9]}, runs=5).startswith("not distinguishable")
 
 
 def test_metric_window_is_the_last_quarter_of_frames():

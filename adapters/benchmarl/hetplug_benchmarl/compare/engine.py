@@ -112,12 +112,17 @@ def connect(engine: Engine, need_gpu: bool = False) -> bool:
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
         if engine.address is None:
-            kwargs.update(num_cpus=engine.workers, include_dashboard=False)
+            # "local": a new Ray even when a `ray start` cluster (or its leftover address file) is here
+            kwargs.update(address="local", num_cpus=engine.workers, include_dashboard=False)
         try:
-            ray.init(address=engine.address, **kwargs)
+            ray.init(**{"address": engine.address, **kwargs})
         except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError...
             where = f"join the Ray cluster at {engine.address}" if engine.address else "start a local Ray"
-            raise EngineError(f"could not {where}: {_first_line(err)}") from None
+            root = err
+            while root.__cause__ is not None:  # Ray wraps the reason (e.g. an auth token error)
+                root = root.__cause__
+            why = _first_line(err) + (f" ({_first_line(root)})" if root is not err else "")
+            raise EngineError(f"could not {where}: {why}") from None
         started = True
     if need_gpu and not ray.cluster_resources().get("GPU"):
         shutdown(started)

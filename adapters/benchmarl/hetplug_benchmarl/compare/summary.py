@@ -7,7 +7,8 @@ Schema::
       "engine": {"name": "ray", "address": null, "workers": 2},   # collect: {"name": "collect", ...}
       "metric": {"key": "return", "last_fraction": 0.25, "description": "..."},
       "variants": {"iql": {"iqm": 0.1, "ci": [low, high], "runs": 5, "scores": {"seed_0": ...}}, ...},
-      "prob_improvement": {"iql+shep": {"value": 0.6, "ci": [low, high], "over": "iql"}},
+      "prob_improvement": {"iql+shep": {"value": 0.6, "ci": [low, high], "over": "iql",
+                                        "verdict": "not distinguishable from noise (...)"}},
       "curves": {"iql": {"frames": [...], "iqm": [...], "ci": [[low...], [high...]], "runs": 5}},
       "bootstrap": {"library": "rliable 1.2.0", "reps": 2000, "confidence": 0.95, "seed": 0, ...},
       "failed": [{"run": "iql+shep seed 3", "error": "ValueError: ..."}]
@@ -26,6 +27,11 @@ from typing import Any
 
 from hetplug_benchmarl.compare import stats
 from hetplug_benchmarl.compare.metric import Metric, RunRecord
+
+#: fewer runs than this per variant: a bootstrap CI excluding 0.5 is not called a difference
+#: (with 2 runs each, P(improvement) resamples to the same value whenever one variant's runs
+#: all beat the other's, so its CI collapses to a point)
+MIN_RUNS = 5
 
 
 def default_order(names: Sequence[str]) -> list[str]:
@@ -75,12 +81,15 @@ def build_summary(
     variants = stats.aggregate(scores, **kwargs)
     for name, rs in runs.items():
         variants[name]["scores"] = {f"seed_{r.seed}": s for r, s in zip(rs, scores[name], strict=True)}
+    better = stats.probability_of_improvement(scores, names[0], **kwargs) if names else {}
+    for name, p in better.items():
+        p["verdict"] = verdict(p, min(len(scores[name]), len(scores[p["over"]])))
     return {
         "task": tasks[0] if tasks else None,
         "engine": dict(engine),
         "metric": metric.to_dict(),
         "variants": variants,
-        "prob_improvement": stats.probability_of_improvement(scores, names[0], **kwargs) if names else {},
+        "prob_improvement": better,
         "curves": _curves(runs, **kwargs),
         "bootstrap": {
             "library": f"rliable {version('rliable')}",
@@ -118,24 +127,40 @@ def write_summary(summary: Mapping[str, Any], out: str | Path) -> list[Path]:
     return [path, *plot_summary(summary, out)]
 
 
+def verdict(p: Mapping[str, Any], runs: int) -> str:
+    """Whether P(improvement) ``p`` tells the variant from its reference, said honestly.
+
+    Args:
+        p: ``{"value", "ci", "over"}``.
+        runs: the fewer runs of the two variants.
+    """
+    low, high = p["ci"]
+    if low <= 0.5 <= high:
+        return "not distinguishable from noise (the CI contains 0.5)"
+    side = "better" if low > 0.5 else "worse"
+    if runs < MIN_RUNS:
+        return (
+            f"{side} than {p['over']} in these runs, but {runs} runs are too few for the bootstrap to "
+            f"measure the noise (it needs about {MIN_RUNS}): inconclusive"
+        )
+    return f"{side} than {p['over']} beyond noise (the CI excludes 0.5)"
+
+
 def describe(summary: Mapping[str, Any]) -> list[str]:
-    """Readable lines: each variant's IQM and CI, and whether P(improvement) is told apart
-    from 0.5 (its CI excludes 0.5) or not."""
+    """Readable lines: each variant's IQM with its CI and P(improvement) with its verdict."""
     lines = [f"metric: {summary['metric']['description']}"]
     width = max((len(n) for n in summary["variants"]), default=0)
     for name, v in summary["variants"].items():
         if not v["runs"]:
             lines.append(f"  {name:<{width}}  no finished run")
             continue
-        line = f"  {name:<{width}}  IQM {v['iqm']:+.4f}  95% CI [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]  ({v['runs']} runs)"
+        lines.append(
+            f"  {name:<{width}}  IQM {v['iqm']:+.4f}  95% CI [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]  ({v['runs']} runs)"
+        )
         p = summary["prob_improvement"].get(name)
         if p is not None:
             low, high = p["ci"]
-            verdict = (
-                f"better than {p['over']} beyond noise" if low > 0.5
-                else f"worse than {p['over']} beyond noise" if high < 0.5
-                else "not distinguishable from noise (the CI contains 0.5)"
-            )  # fmt: skip
-            line += f"\n  {'':<{width}}  P(improvement over {p['over']}) {p['value']:.2f} [{low:.2f}, {high:.2f}]: {verdict}"
-        lines.append(line)
+            lines.append(
+                f"  {'':<{width}}  P(improvement over {p['over']}) {p['value']:.2f} [{low:.2f}, {high:.2f}]: {p['verdict']}"
+            )
     return lines
