@@ -27,18 +27,7 @@ from hetplug_benchmarl.compare import engine, spec, stats
 from hetplug_benchmarl.compare.metric import Curve, Metric
 from hetplug_benchmarl.compare.summary import verdict
 
-TINY = [
-    "--frames",
-    "300",
-    "--frames-per-batch",
-    "100",
-    "--envs",
-    "4",
-    "--updates",
-    "2",
-    "--eval-episodes",
-    "2",
-]
+TINY = ["--frames", "300", "--frames-per-batch", "100", "--envs", "4", "--updates", "2", "--eval-episodes", "2"]  # fmt: skip
 GRID = ["--task", "vmas/navigation", "--algorithm", "iql", "--plugins", "none", "shep", "--seeds", "2",
         *TINY, "--workers", "2", "--reps", "300"]  # fmt: skip
 REPS = 300

@@ -152,6 +152,8 @@ def _compare(args: argparse.Namespace, metric: Metric) -> int:
         for run in {r.variant: r for r in runs}.values():
             one.check(run)
         store.check_configs(out, runs)
+        if args.device == "cuda" and not args.gpus_per_run > 0:
+            raise EngineError(f"--device cuda needs --gpus-per-run > 0, got {args.gpus_per_run}")
         engine = Engine(workers=args.workers, address=args.address,
                         gpus_per_run=args.gpus_per_run if args.device == "cuda" else 0.0)  # fmt: skip
     except (SpecError, EngineError) as err:

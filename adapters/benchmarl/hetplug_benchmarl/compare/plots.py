@@ -47,37 +47,37 @@ def plot_aggregate(
     shown = [(k, v) for k, v in variants.items() if v.get("runs")]
     panels = 2 if prob_improvement else 1
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 1.2 + 0.6 * len(shown)), squeeze=False)
-    ax = axes[0][0]
-    for y, (name, v) in enumerate(shown):
-        low, high = v["ci"]
-        ax.errorbar(v["iqm"], y, xerr=[[v["iqm"] - low], [high - v["iqm"]]], fmt="o", capsize=5,
-                    color=colors[name], label=f"{name} ({v['runs']} runs)")  # fmt: skip
-    ax.set_yticks(range(len(shown)), [name for name, _ in shown])
-    ax.set_ylim(-0.7, len(shown) - 0.3)
-    ax.invert_yaxis()
-    ax.set_xlabel(score_label)
-    ax.set_title("IQM with 95% stratified bootstrap CI", fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    rows = [(name, v["iqm"], v["ci"], colors[name], f"{name} ({v['runs']} runs)") for name, v in shown]
+    _intervals(axes[0][0], rows, "o", score_label, "IQM with 95% stratified bootstrap CI")
     if prob_improvement:
         ax = axes[0][1]
-        items = list(prob_improvement.items())
-        for y, (name, p) in enumerate(items):
-            low, high = p["ci"]
-            ax.errorbar(p["value"], y, xerr=[[p["value"] - low], [high - p["value"]]], fmt="s", capsize=5,
-                        color=colors.get(name, f"C{y}"), label=f"P({name} > {p['over']})")  # fmt: skip
         ax.axvline(0.5, color="grey", linestyle="--", linewidth=1, label="0.5: no difference")
-        ax.set_yticks(range(len(items)), [f"{name}\nover {p['over']}" for name, p in items])
-        ax.set_ylim(-0.7, len(items) - 0.3)
-        ax.invert_yaxis()
+        rows = [(f"{name}\nover {p['over']}", p["value"], p["ci"], colors.get(name, "C0"), f"P({name} > {p['over']})")
+                for name, p in prob_improvement.items()]  # fmt: skip
+        xlabel = "probability of improvement (a run beats a run of the first variant)"
+        _intervals(ax, rows, "s", xlabel, "P(improvement) with 95% bootstrap CI")
         ax.set_xlim(-0.02, 1.02)
-        ax.set_xlabel("probability of improvement (a run beats a run of the first variant)")
-        ax.set_title("P(improvement) with 95% bootstrap CI", fontsize=9)
-        ax.legend(fontsize=7, loc="best")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def _intervals(
+    ax, rows: list[tuple[str, float, list[float], str, str]], marker: str, xlabel: str, title: str
+):
+    """One horizontal point-and-CI row per ``(tick, point, [low, high], colour, legend)``."""
+    for y, (_, point, (low, high), color, label) in enumerate(rows):
+        ax.errorbar(
+            point, y, xerr=[[point - low], [high - point]], fmt=marker, capsize=5, color=color, label=label
+        )
+    ax.set_yticks(range(len(rows)), [row[0] for row in rows])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="best")
 
 
 def plot_curves(
@@ -116,13 +116,13 @@ def plot_summary(summary: Mapping[str, Any], out: str | Path) -> list[Path]:
     """``aggregate.png`` and ``curves.png`` in ``out`` from a summary dict."""
     out = Path(out)
     key = summary["metric"]["key"]
-    where = f"{summary.get('task', '')}, {summary['metric']['key']}"
+    task, share = summary.get("task") or "", summary["metric"]["last_fraction"]
     paths = [
         plot_aggregate(
             summary["variants"],
             summary["prob_improvement"],
             out / "aggregate.png",
-            title=f"{where}: last {summary['metric']['last_fraction']:g} of training",
+            title=f"{task}: run score = mean evaluation '{key}' over the last {share:.0%} of training",
             score_label=f"IQM of the run scores (mean '{key}', episode reward)",
         )  # fmt: skip
     ]
@@ -131,7 +131,7 @@ def plot_summary(summary: Mapping[str, Any], out: str | Path) -> list[Path]:
             plot_curves(
                 summary["curves"],
                 out / "curves.png",
-                title=f"{where}: sample efficiency",
+                title=f"{task}: sample efficiency (IQM over runs at each evaluation)",
                 ylabel=f"IQM of evaluation '{key}' (episode reward)",
             )  # fmt: skip
         )
