@@ -104,7 +104,9 @@ class HetplugCallback(Callback):
     def on_setup(self) -> None:
         exp = self.experiment
         probe = hetplug.get_plugin_manager(self.config.plugins, self.config.options)
-        wirings = wiring_module.select(self.config, probe, exp)
+        wirings = wiring_module.select(self.config, probe)
+        for w in wirings:
+            w.check_algorithm(type(exp.algorithm), exp.on_policy)
         specs = {}
         for group in exp.group_map:  # every check first: nothing is replaced if one fails
             for w in wirings:

@@ -181,14 +181,14 @@ def register_weighted_loss(algorithm: type, weighting: Weighting) -> None:
     WEIGHTED_LOSSES[algorithm] = weighting
 
 
-def weighting_for(algorithm) -> Weighting:
-    """The registered :class:`Weighting` of a BenchMARL algorithm instance; raises naming
-    the fix when there is none."""
-    found = WEIGHTED_LOSSES.get(type(algorithm))
+def weighting_for(algorithm: type) -> Weighting:
+    """The registered :class:`Weighting` of a BenchMARL algorithm class; raises naming the
+    fix when there is none."""
+    found = WEIGHTED_LOSSES.get(algorithm)
     if found is None:
         known = ", ".join(sorted(cls.__name__ for cls in WEIGHTED_LOSSES))
         raise ValueError(
-            f"prioritised replay: hetplug has no weighted loss for algorithm {type(algorithm).__name__} "
+            f"prioritised replay: hetplug has no weighted loss for algorithm {algorithm.__name__} "
             f"(registered: {known}); its IS weights would be ignored. Register one with "
             "hetplug_benchmarl.losses.register_weighted_loss"
         )

@@ -59,6 +59,10 @@ class GroupRun:
 class Wiring:
     """One method's wiring; every event is optional."""
 
+    def check_algorithm(self, algorithm: type, on_policy: bool) -> None:
+        """Raise ``ValueError`` if the method cannot serve this BenchMARL algorithm class
+        (checked before any experiment is built, e.g. by ``hetplug compare``)."""
+
     def check(self, exp, group: str) -> None:
         """Raise ``ValueError`` (naming the fix) if this group cannot be wired. Runs for
         every group before anything is replaced."""
@@ -93,8 +97,8 @@ def prioritiser(pm: pluggy.PluginManager) -> tuple[str | None, bool]:
     return name, bool(sample) and "td_fn" in sample[0].argnames
 
 
-def select(config: hetplug.HetplugConfig, pm: pluggy.PluginManager, exp) -> list[Wiring]:
-    """The wirings active for ``config`` in ``exp`` (order matters: see each event)."""
+def select(config: hetplug.HetplugConfig, pm: pluggy.PluginManager) -> list[Wiring]:
+    """The wirings active for ``config`` (order matters: see each event)."""
     from hetplug_benchmarl.wiring.hetdps import HetDPSWiring
     from hetplug_benchmarl.wiring.lbs import LBSWiring
     from hetplug_benchmarl.wiring.per import PrioritisedReplayWiring
@@ -108,3 +112,12 @@ def select(config: hetplug.HetplugConfig, pm: pluggy.PluginManager, exp) -> list
     wirings.append(HetDPSWiring(config))
     wirings.append(SHPPOWiring(config))
     return wirings
+
+
+def check_algorithm(config, algorithm: type, on_policy: bool) -> None:
+    """Refuse, before anything is built, a selection the BenchMARL algorithm class
+    ``algorithm`` cannot run (``ValueError`` naming the plugin and the algorithm)."""
+    config = hetplug.parse_config(config)
+    pm = hetplug.get_plugin_manager(config.plugins, config.options)
+    for w in select(config, pm):
+        w.check_algorithm(algorithm, on_policy)

@@ -29,9 +29,9 @@ class LBSWiring(Wiring):
     def __init__(self, name: str) -> None:
         self.name = name  # the sharing plugin
 
-    def check(self, exp, group: str) -> None:
-        algorithm = type(exp.algorithm).__name__
-        if exp.on_policy:
+    def check_algorithm(self, algorithm: type, on_policy: bool) -> None:
+        algorithm = algorithm.__name__
+        if on_policy:
             raise ValueError(
                 f"plugin {self.name!r} is not available with on-policy {algorithm}: it shares replayed "
                 f"experience between independent off-policy learners ({', '.join(LBS_ALGORITHMS)})"
@@ -41,6 +41,8 @@ class LBSWiring(Wiring):
                 f"plugin {self.name!r} shares experience between independent learners "
                 f"({', '.join(LBS_ALGORITHMS)}); the algorithm is {algorithm}"
             )
+
+    def check(self, exp, group: str) -> None:
         if exp.algorithm.has_rnn:
             raise ValueError(f"plugin {self.name!r}: recurrent models (sequence storage) are not supported")
 
@@ -59,7 +61,7 @@ class LBSWiring(Wiring):
             group=group,
             n_agents=spec.n_agents,
             td_keys=td_keys(group),
-            td_squared=weighting_for(exp.algorithm).td_squared,
+            td_squared=weighting_for(type(exp.algorithm)).td_squared,
             generator=torch.Generator(device=spec.device).manual_seed(int(exp.seed)),
             storage=LazyTensorStorage(spec.capacity, device=spec.device),
             batch_size=old._batch_size,

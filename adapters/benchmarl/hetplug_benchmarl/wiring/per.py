@@ -42,15 +42,17 @@ class PrioritisedReplayWiring(Wiring):
         self.name = name  # the prioritising plugin
         self.window = config.replay_window
 
-    def check(self, exp, group: str) -> None:
-        if exp.algorithm.has_rnn:
-            raise ValueError(f"plugin {self.name!r}: recurrent models (sequence storage) are not supported")
-        weighting_for(exp.algorithm)  # raises for an algorithm without a registered weighting
-        if self.window != 1 and not exp.on_policy:
+    def check_algorithm(self, algorithm: type, on_policy: bool) -> None:
+        weighting_for(algorithm)  # raises for an algorithm without a registered weighting
+        if self.window != 1 and not on_policy:
             raise ValueError(
                 f"replay_window={self.window} applies to on-policy algorithms (MAPPO, IPPO); off-policy "
                 "buffers keep BenchMARL's memory size"
             )
+
+    def check(self, exp, group: str) -> None:
+        if exp.algorithm.has_rnn:
+            raise ValueError(f"plugin {self.name!r}: recurrent models (sequence storage) are not supported")
 
     def spec(self, exp, group: str, spec: hetplug.HostSpec) -> hetplug.HostSpec:
         if not exp.on_policy:
@@ -61,7 +63,7 @@ class PrioritisedReplayWiring(Wiring):
 
     def install(self, exp, run: GroupRun) -> None:
         group, spec = run.group, run.spec
-        weighting = weighting_for(exp.algorithm)
+        weighting = weighting_for(type(exp.algorithm))
         install_weighted_loss(exp, group, weighting)
         old = exp.replay_buffers[group]
         layout = TrajectoryLayout(spec.capacity, spec.max_steps, spec.device)

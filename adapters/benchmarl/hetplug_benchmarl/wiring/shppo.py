@@ -39,14 +39,16 @@ class SHPPOWiring(Wiring):
     def __init__(self, config: hetplug.HetplugConfig) -> None:
         self.options = config.options.get("shppo", {}) if "shppo" in config.plugins else None
 
+    def check_algorithm(self, algorithm: type, on_policy: bool) -> None:
+        if self.options is not None and not on_policy:
+            raise ValueError(
+                f"plugin 'shppo' is not available with off-policy {algorithm.__name__}: "
+                "SHPPO trains the actor of PPO-style algorithms (mappo, ippo)"
+            )
+
     def check(self, exp, group: str) -> None:
         if self.options is None:
             return
-        if not exp.on_policy:
-            raise ValueError(
-                f"plugin 'shppo' is not available with off-policy {type(exp.algorithm).__name__}: "
-                "SHPPO trains the actor of PPO-style algorithms (mappo, ippo)"
-            )
         model = shppo_model(exp, group)
         for name in ("latent_dim", "decoder_hidden"):
             if name in self.options and self.options[name] != getattr(model, name):

@@ -1,0 +1,39 @@
+"""Task names of ``hetplug compare``: ``family/task`` -> a BenchMARL task config.
+
+A family maps its task names to loaders; adding one (e.g. MAgent2's battle task) is one
+entry in :data:`FAMILIES`. Loaders run where the experiment is built (a Ray worker), so a
+family's heavy imports stay inside its function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def _vmas() -> dict[str, Callable[[], Any]]:
+    from benchmarl.environments import VmasTask
+
+    return {task.name.lower(): task.get_from_yaml for task in VmasTask}
+
+
+#: family name -> ``() -> {task name: () -> BenchMARL TaskClass}``
+FAMILIES: dict[str, Callable[[], dict[str, Callable[[], Any]]]] = {"vmas": _vmas}
+
+
+def task_names() -> list[str]:
+    """Every accepted ``family/task`` name, sorted."""
+    return sorted(f"{family}/{task}" for family, tasks in FAMILIES.items() for task in tasks())
+
+
+def load_task(name: str) -> Any:
+    """The BenchMARL task config (``TaskClass``) for ``family/task``, e.g. ``vmas/navigation``.
+
+    Raises:
+        KeyError: the name is not in :func:`task_names`.
+    """
+    family, _, task = name.partition("/")
+    tasks = FAMILIES[family]() if family in FAMILIES else {}
+    if task not in tasks:
+        raise KeyError(name)
+    return tasks[task]()
