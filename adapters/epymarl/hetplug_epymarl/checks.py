@@ -74,7 +74,7 @@ def read_config(value: Any) -> hetplug.HetplugConfig | None:
             f"the buffer keeps buffer_size episodes, so set buffer_size instead (got "
             f"hetplug.replay_window={config.replay_window})"
         )
-    agents = [name for name in config.plugins if name in AGENTS]
+    agents = [name for name in AGENTS if name in config.plugins]
     if len(agents) > 1:
         raise ValueError(
             f"hetplug.plugins: {' and '.join(map(repr, agents))} both replace the rnn agent; select one"
