@@ -8,7 +8,7 @@ import pytest
 import hetplug
 import hetplug_epymarl
 from hetplug_epymarl import read_config
-from hetplug_epymarl.wiring.shep import check_source
+from hetplug_epymarl.positions import check_source
 
 from .cases import BAD, SELF_POS, SHEP
 

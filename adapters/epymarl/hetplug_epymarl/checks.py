@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import hetplug
-from hetplug.config import plain
 from hetplug_epymarl.wiring import AGENTS
 
 
@@ -49,7 +48,6 @@ def read_config(value: Any) -> hetplug.HetplugConfig | None:
     Raises:
         ValueError: naming the key (``hetplug.<...>``), the value and what is expected.
     """
-    value = plain(value)
     _moved_keys(value)
     config = hetplug.parse_config(value)
     if not config.plugins:

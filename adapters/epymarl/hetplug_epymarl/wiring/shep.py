@@ -1,11 +1,10 @@
 """SHEP's wiring, which serves every plugin implementing ``hetplug_trajectories_collected``
 (SHEP's descriptors, intrinsic reward and Group-HER; HetDPS's meta-transitions).
 
-Needs from the host: each inserted ``EpisodeBatch``, and where the agents are. EPyMARL's
-batch has no positions (FACTS.md), so they are slices: ``hetplug.positions`` of each
-agent's observation (``key: obs``, one entity per agent) or of the global state (``key:
-state``, ``n_agents x dim`` features); ``hetplug.opponents`` likewise, or from one agent's
-observation (``agent``). Without ``positions``: each agent's ``obs[0:2]``, for now.
+Needs from the host: each inserted ``EpisodeBatch``, and where the agents are:
+``hetplug.positions`` and ``hetplug.opponents``, slices of the observations or of the
+state (:mod:`hetplug_epymarl.positions`). Without ``positions``: each agent's
+``obs[0:2]``, for now.
 
 Installs, at ``buffer.insert_episode_batch``:
 
@@ -25,41 +24,7 @@ import torch
 import hetplug
 from hetplug import PositionSource
 from hetplug_epymarl.episodes import trajectory_batch, width
-
-#: where positions are read when ``hetplug.positions`` is not given (a later issue removes it)
-DEFAULT_POSITIONS = PositionSource(key="obs", slice=(0, 2))
-
-
-def check_source(source: PositionSource, name: str, scheme: dict, n_agents: int, per_agent: bool) -> None:
-    """Raise unless ``source`` fits the environment's obs/state vectors (``name``: the key)."""
-    size = width(scheme, source.key)
-    if source.slice[1] > size:
-        raise ValueError(
-            f"hetplug.{name}.slice={list(source.slice)!r} is out of range: {source.key} has {size} features"
-        )
-    if source.key == "state" and per_agent and source.width != n_agents * source.entity_dim:
-        raise ValueError(
-            f"hetplug.{name}.slice={list(source.slice)!r} must hold n_agents x dim = {n_agents} x "
-            f"{source.entity_dim} state features for key 'state'"
-        )
-    if source.key == "obs" and not per_agent and source.agent >= n_agents:
-        raise ValueError(
-            f"hetplug.{name}.agent={source.agent} is out of range: the task has {n_agents} agents"
-        )
-
-
-def read_positions(ep_batch, source: PositionSource, per_agent: bool) -> torch.Tensor:
-    """``[B, T, N or K, D]`` positions from an obs or state slice."""
-    start, stop = source.slice
-    if source.key == "obs":
-        value = ep_batch["obs"][..., start:stop]  # [B, T, N, w]
-        if not per_agent:
-            value = value[:, :, source.agent]  # [B, T, w]: one agent's view of the opponents
-    else:
-        value = ep_batch["state"][..., start:stop]  # [B, T, w]
-    if value.dim() == 3:
-        value = value.reshape(*value.shape[:2], -1, source.entity_dim)
-    return value.float()
+from hetplug_epymarl.positions import DEFAULT_POSITIONS, check_source, read_positions
 
 
 def _expand(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -141,5 +106,5 @@ class Collection:
             for copy, her in copies:  # the copies get their source rows' intrinsic reward too
                 rows = her.extra["hetplug_row"][:, 0]
                 r = copy.data.transition_data["reward"]
-                r += bonus[rows].reshape(*r.shape[:2], *([1] * (r.dim() - 2))).to(r.device, r.dtype)
+                r += _expand(bonus[rows], r).to(r.device, r.dtype)
         return tb, copies
