@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 
 import hetplug_epymarl
+from hetplug.metrics import scalar_metrics
 
 # lbforaging, 8x8 grid, 2 players, 3 foods: obs = 3 x (y, x, level) per food, then per
 # player (the observing agent first), so the agent's own (y, x) is obs[9:11].
+POSITIONS = {"key": "obs", "slice": [9, 11]}
 SHEP = {
-    "positions": {"source": "obs", "slice": [9, 11]},
     "grid_low": [0, 0],
     "grid_high": [7, 7],
     "grid_shape": [8, 8],
@@ -32,7 +33,7 @@ HETDPS = {"interval": 10, "cvae": {"epochs": 20}}
 
 def settings(plugin: str):
     if plugin == "shep":
-        return {"plugins": [plugin], "shep": SHEP}
+        return {"plugins": [plugin], "shep": SHEP, "positions": POSITIONS}
     if plugin == "hetdps":
         return {"plugins": [plugin], "hetdps": HETDPS}
     return [plugin]
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     session = hetplug_epymarl.last_session()
     if session is not None:
-        print("hetplug:", {k: round(v, 4) for k, v in session.scalar_metrics().items()})
+        print("hetplug:", {k: round(v, 4) for k, v in scalar_metrics(session.metrics).items()})
         for update, assignment in session.plans:  # HetDPS: agent -> network slot
             print(f"hetdps plan after update {update}: agents -> slots {list(assignment)}")
 

@@ -39,6 +39,7 @@ def test_entry_point_plugins_get_the_built_in_wiring(experiment, installed_toy_p
     assert cb.history["hetplug/toy/update"] == [1.0, 2.0, 3.0]
     assert cb.history["hetplug/toy/loss"] == [0.5, 1.0, 1.5]
     assert cb.history["hetplug/toy_replay/updates"][-1] == replay.updates
+    assert set(cb.history["hetplug/intrinsic_reward"]) == {0.5}  # toy's bonus, same name as in EPyMARL
     # its intrinsic reward reached what BenchMARL trained on
     data = exp.replay_buffers["agents"].storage.get(torch.arange(ENVS * STEPS))
     if not on_policy:  # the last iteration's rows are the ring's last ENVS slots

@@ -136,9 +136,9 @@ class HetplugCallback(Callback):
             run.results = [r for r in run.pm.hook.hetplug_trajectories_collected(batch=run.collected) if r]
             run.auxiliary_batch = None
             run.copies = []
+            run.values = {k: v for r in run.results for k, v in r.metrics.items()}
             for w in self.wirings:
                 w.collected(self.experiment, batch, run)
-            run.values = {k: v for r in run.results for k, v in r.metrics.items()}
 
     def on_train_end(self, training_td, group: str) -> None:
         run = self.groups.get(group)

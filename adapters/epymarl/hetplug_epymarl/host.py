@@ -1,14 +1,25 @@
 """The two hosts: an EPyMARL checkout (``src/`` on ``sys.path``, top-level modules ``run``,
 ``learners``, ``components``) and PyMARLzoo+ (the ``pymarlzooplus`` package on PyPI, the
-same tree under a package name). Their differences (FACTS.md) are absorbed here and in
-the buffer: PyMARLzoo+'s ``ReplayBuffer`` takes ``args`` third, EPyMARL's does not."""
+same tree under a package name). Their differences (FACTS.md) are absorbed here:
+
+* PyMARLzoo+'s ``ReplayBuffer`` takes ``args`` third: hetplug's buffer subclass passes the
+  host's constructor arguments through unchanged;
+* PyMARLzoo+'s ``BasicMAC.init_hidden`` accepts only its own agent names: the macs of the
+  agents hetplug builds (HetDPS, SHPPO) initialise their hidden states themselves;
+* PyMARLzoo+ plots every logged stat after a run into ``plots/<name>.png``
+  (``pymarlzooplus/run.py``): :meth:`Host.prepare_plots` creates the folders that
+  hetplug's metric names (``hetplug/<method>/<name>``) need there.
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 HOSTS = ("epymarl", "pymarlzooplus")
 
@@ -24,6 +35,40 @@ class Host:
     q_learner: type = field(repr=False)  # the host's QLearner class (IQL, VDN, QMIX)
     ppo_learner: type = field(repr=False)  # the host's PPOLearner class (IPPO, MAPPO)
     macs: dict = field(repr=False)  # the controller (mac) registry
+
+    def learner_kind(self, args: Any) -> str | None:
+        """``"q"`` (the host's QLearner or a subclass), ``"ppo"`` (its PPOLearner), or None."""
+        cls = self.learners.get(getattr(args, "learner", None))
+        if isinstance(cls, type) and issubclass(cls, self.q_learner):
+            return "q"
+        if isinstance(cls, type) and issubclass(cls, self.ppo_learner):
+            return "ppo"
+        return None
+
+    def require_q_or_ppo_learner(self, plugin: str, args: Any) -> None:
+        if self.learner_kind(args) is None:
+            raise ValueError(
+                f"hetplug.plugins: {plugin!r} needs the Q-learner (learner: q_learner, as in "
+                f"iql, vdn, qmix) or the PPO learner (learner: ppo_learner, as in ippo, mappo); "
+                f"this config has learner={getattr(args, 'learner', None)!r}"
+            )
+
+    def require_rnn_agent(self, plugin: str, args: Any) -> None:
+        """``plugin`` replaces the parameter-shared rnn agent: refuse any other."""
+        mac, agent = getattr(args, "mac", None), getattr(args, "agent", None)
+        if mac != "basic_mac" or agent != "rnn":
+            raise ValueError(
+                f"hetplug.plugins: {plugin!r} replaces the parameter-shared rnn agent (mac: basic_mac, "
+                f"agent: rnn); this config has mac={mac!r}, agent={agent!r}"
+            )
+
+    def prepare_plots(self, args: Any, names: Iterable[str]) -> None:
+        """PyMARLzoo+ only: create ``plots/<folder>`` for each logged ``names`` with a "/"."""
+        results = getattr(args, "results_path", None)
+        if self.name != "pymarlzooplus" or not results:
+            return
+        for folder in {os.path.dirname(name) for name in names} - {""}:
+            os.makedirs(os.path.join(results, "plots", folder), exist_ok=True)
 
 
 def _epymarl_importable() -> bool:

@@ -74,6 +74,8 @@ class SHEPWiring(Wiring):
             run.collected = tb.replace(
                 reward=tb.reward + intrinsic.reshape(*intrinsic.shape, *([1] * (tb.reward.dim() - 2)))
             )
+            valid = tb.mask.to(intrinsic.dtype)  # what every plugin's bonus added, per valid step
+            run.values["intrinsic_reward"] = (intrinsic * valid).sum() / valid.sum().clamp_min(1)
         if run.stores_copies:  # a replay wiring stores them after the originals
             run.copies = [
                 (

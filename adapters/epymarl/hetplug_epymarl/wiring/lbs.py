@@ -1,22 +1,31 @@
-"""LBS in EPyMARL: Large Batch Sharing between independent Q-learners (IQL, iql_ns).
+"""LBS's wiring: Large Batch Sharing between independent Q-learners (IQL, iql_ns), for any
+prioritiser whose ``hetplug_replay_sample`` takes ``td_fn``.
+
+Needs from the host: independent Q-learners (``learner: q_learner``, no mixer), and all
+that prioritised replay needs (:mod:`~hetplug_epymarl.wiring.per`: storage at the
+plugin's slots is the same).
 
 An item is one agent's experience in one stored episode: ``(slot, agent)``. Learner i's
 minibatch row b is agent ``sources[i, b]``'s experience in episode ``indices[i, b]``, and
-it is fed to learner i as if it were its own: the batch the host's mac sees has, in agent
-column i, that agent's observations, actions and available actions (:func:`mixed_batch`),
-while rewards (that agent's own, when rewards are per agent), termination and masks travel
-per column beside it. One forward of the (non-)shared mac then evaluates every learner on
-its own column, which is also how ``td_fn`` scores all ``K = N * B`` candidates for every
-learner in one pass.
+it is fed to learner i as if it were its own. Installs:
+
+* mixed-column batches (:func:`mixed_batch`): in agent column i, that agent's
+  observations, actions and available actions, while rewards (that agent's own, when
+  rewards are per agent), termination and masks travel per column beside the batch;
+* the ``td_fn`` (:func:`make_td_fn`): one forward of the (non-)shared mac evaluates every
+  learner on its own column, which scores all ``K = N * B`` candidates for every learner;
+* the update: the weighted Q update with one weight per (row, column).
 """
 
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 
-from hetplug_epymarl.learner import q_td_errors
+from hetplug_epymarl.updates import q_td_errors, weighted_q_update
+from hetplug_epymarl.wiring.per import PrioritisedReplay
 
 
 def _columns(value: torch.Tensor, slot: torch.Tensor, agent: torch.Tensor) -> torch.Tensor:
@@ -78,12 +87,44 @@ def make_td_fn(buffer, learner):
     return td_fn
 
 
-def sample(buffer, session, batch_size: int):
-    """Draw every learner's B items (one large batch, TD-selected) and build the batch."""
-    res = session.pm.hook.hetplug_replay_sample(
-        batch_size=batch_size, generator=session.generator, td_fn=make_td_fn(buffer, session.learner.inner)
-    )
-    batch, steps = mixed_batch(buffer, res.indices.T, res.sources.T)  # rows b, columns i
-    session.last_sample = res
-    session.lbs_steps = steps
-    return batch
+class SharedReplay(PrioritisedReplay):
+    """Prioritised replay whose samples are shared between the agents' learners."""
+
+    def __init__(self, pm, name: str, seed: int) -> None:
+        super().__init__(pm, name, seed)
+        self.learner = None
+        self.steps: tuple[torch.Tensor, ...] | None = None  # per-column (reward, terminated, filled)
+
+    def check(self, args: Any, host) -> None:
+        super().check(args, host)
+        mixer = getattr(args, "mixer", None)
+        if host.learner_kind(args) != "q" or mixer is not None:
+            raise ValueError(
+                f"hetplug.plugins: {self.name!r} shares experience between independent Q-learners "
+                f"(iql, iql_ns: learner q_learner, no mixer); this config has "
+                f"learner={getattr(args, 'learner', None)!r}, mixer={mixer!r}"
+            )
+
+    def learner_built(self, learner, host) -> None:
+        super().learner_built(learner, host)
+        self.learner = learner
+
+    def sample(self, buffer, batch_size: int):
+        """Every learner's B items (one large batch, TD-selected), as one mixed batch."""
+        self.check_stored(buffer, batch_size)
+        res = self.pm.hook.hetplug_replay_sample(
+            batch_size=batch_size, generator=self.generator, td_fn=make_td_fn(buffer, self.learner)
+        )
+        batch, self.steps = mixed_batch(buffer, res.indices.T, res.sources.T)  # rows b, columns i
+        self.last_sample = res
+        return batch
+
+    def train(self, learner, batch, t_env: int) -> bool:
+        """The weighted Q update with weights ``[B, N]`` and per-column step data."""
+        sample = self.take_sample(batch.batch_size)
+        if sample is None:
+            return False
+        T = batch.max_seq_length
+        steps = tuple(s[:, :T].to(batch.device) for s in self.steps)
+        weighted_q_update(learner, batch, sample.weights.T, t_env, steps)
+        return True

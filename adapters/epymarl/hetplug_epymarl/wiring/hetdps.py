@@ -1,19 +1,31 @@
-"""HetDPS in EPyMARL: the parameter-shared RNN agent with its weights in per-agent slots.
+"""HetDPS's wiring: the parameter-shared RNN agent with its weights in per-agent slots.
 
-EPyMARL's ``rnn`` agent is ``fc1 -> ReLU -> GRUCell -> fc2`` applied to ``[bs * N, in]``
-rows. :class:`SlotRNNAgent` is the same network with every weight stacked ``[n_slots,
-...]``; agent i uses slot ``routing[i]``. All agents in one slot share parameters, and a
-HetDPS plan regroups agents by copying/merging slots in place
-(:class:`hetplug.sharing.ParameterSlots`), so the learner's optimiser and the target (or
-old) mac are never rebuilt. With one slot in use it computes exactly EPyMARL's ``rnn``
-agent (``tests/test_epymarl.py`` checks it against ``nn.Linear``/``nn.GRUCell``).
+Needs from the host: the parameter-shared rnn agent (``mac: basic_mac``, ``agent: rnn``,
+``use_rnn: True``) and the Q-learner or the PPO learner, whose optimiser and target (or
+old) mac follow the slots.
+
+Installs:
+
+* :class:`SlotRNNAgent` in the mac (:func:`slot_mac_class`). EPyMARL's ``rnn`` agent is
+  ``fc1 -> ReLU -> GRUCell -> fc2`` applied to ``[bs * N, in]`` rows; the slot agent is
+  the same network with every weight stacked ``[n_slots, ...]``, and agent i uses slot
+  ``routing[i]``. With one slot in use it computes exactly EPyMARL's ``rnn`` agent
+  (``tests/epymarl/test_hetdps.py`` checks it against ``nn.Linear``/``nn.GRUCell``);
+* when the learner exists, its :class:`hetplug.sharing.ParameterSlots` (slot parameters,
+  the optimiser's state, the target or old mac's slots and both routings), handed to the
+  plugins through ``hetplug_bind``. A HetDPS plan then regroups agents by copying or
+  merging slots in place: the optimiser and the macs are never rebuilt.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from hetplug.sharing import ParameterSlots, SharingConfig
 
 
 def _uniform(*shape: int, bound: float) -> nn.Parameter:
@@ -67,24 +79,6 @@ class SlotRNNAgent(nn.Module):
         return q.reshape(-1, q.shape[-1]), h.reshape(-1, self.hidden_dim)
 
 
-def bind_slots(plugin, learner) -> None:
-    """Hand the hetdps plugin the slot parameters of ``learner``'s mac, its optimiser's
-    state and the copies that must follow (the Q-learner's target mac, PPO's old mac)."""
-    from hetplug.sharing import ParameterSlots
-
-    follower = learner.target_mac if hasattr(learner, "target_mac") else learner.old_mac
-    optimiser = learner.optimiser if hasattr(learner, "optimiser") else learner.agent_optimiser
-    agent, copy = learner.mac.agent, follower.agent
-    plugin.bind(
-        ParameterSlots(
-            agent.slot_parameters(),
-            optimiser,
-            targets=copy.slot_parameters(),
-            routing=[agent.routing, copy.routing],
-        )  # fmt: skip
-    )
-
-
 def slot_mac_class(base: type, n_slots: int | None, start: str) -> type:
     """A subclass of the host's parameter-shared mac whose agent is a :class:`SlotRNNAgent`
     (PyMARLzoo+'s mac only initialises hidden states for its own agent names, so the
@@ -102,3 +96,34 @@ def slot_mac_class(base: type, n_slots: int | None, start: str) -> type:
             self.hidden_states = self.agent.init_hidden().unsqueeze(0).expand(batch_size, self.n_agents, -1)
 
     return HetplugSlotMAC
+
+
+class HetDPSWiring:
+    """The slot agent for the ``hetdps`` plugin (its ``n_slots`` and ``start`` options)."""
+
+    name = "hetdps"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        sharing = SharingConfig(**{k: options[k] for k in ("start", "n_slots") if k in options})
+        self.n_slots, self.start = sharing.n_slots, sharing.start
+
+    def check(self, args: Any, host) -> None:
+        host.require_q_or_ppo_learner(self.name, args)
+        host.require_rnn_agent(self.name, args)
+
+    def mac_class(self, base: type) -> type:
+        return slot_mac_class(base, self.n_slots, self.start)
+
+    def host_objects(self, learner) -> dict[str, Any]:
+        """``parameter_slots``: the mac's slots, the optimiser's state, and the copies that
+        must follow (the Q-learner's target mac, PPO's old mac)."""
+        follower = learner.target_mac if hasattr(learner, "target_mac") else learner.old_mac
+        optimiser = learner.optimiser if hasattr(learner, "optimiser") else learner.agent_optimiser
+        agent, copy = learner.mac.agent, follower.agent
+        slots = ParameterSlots(
+            agent.slot_parameters(),
+            optimiser,
+            targets=copy.slot_parameters(),
+            routing=[agent.routing, copy.routing],
+        )
+        return {"parameter_slots": slots}

@@ -1,4 +1,17 @@
-"""SHPPO in EPyMARL: the parameter-shared actor with one HeteLayer, in place of ``rnn``.
+"""SHPPO's wiring: the parameter-shared actor with one HeteLayer, in place of ``rnn``.
+
+Needs from the host: the parameter-shared rnn agent (``mac: basic_mac``, ``agent: rnn``)
+and the PPO learner (MAPPO, IPPO).
+
+Installs:
+
+* :class:`SHPPOAgent` in the mac (:func:`shppo_mac_class`), sized by the ``shppo`` options
+  ``latent_dim`` and ``decoder_hidden`` (:class:`hetplug.shppo.SHPPOConfig`);
+* when the learner exists, the agent's LatentNet, handed to the plugins through
+  ``hetplug_bind`` (the ``shppo`` plugin trains it with its own optimiser);
+* after each host update, for every plugin implementing ``hetplug_auxiliary_losses``
+  (:class:`AuxiliaryLosses`): the batch just trained on, with the agent inputs and the
+  recurrent memories the actor saw while acting.
 
 :class:`SHPPOAgent` is ``fc -> ReLU -> GRUCell -> HeteLayer(l_i) -> ReLU -> fc`` on
 EPyMARL's agent inputs (obs, last action, agent id), with the LatentNet of eq. (4) over
@@ -15,10 +28,14 @@ latents. The LatentNet is trained only by the ``shppo`` plugin with its own opti
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from hetplug.shppo import LatentNet, SHPPOActor
+import hetplug
+from hetplug.shppo import LatentNet, SHPPOActor, SHPPOConfig
+from hetplug_epymarl.episodes import step_fields
 
 
 class SHPPOAgent(nn.Module):
@@ -79,3 +96,48 @@ def agent_inputs_and_memory(mac, batch) -> tuple[torch.Tensor, torch.Tensor]:
         memory.append(mac.hidden_states.reshape(B, n, -1))
         mac.forward(batch, t=t)
     return torch.stack(inputs, 1), torch.stack(memory, 1)
+
+
+class SHPPOWiring:
+    """The SHPPO actor for the ``shppo`` plugin."""
+
+    name = "shppo"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        config = SHPPOConfig(**options)
+        self.latent_dim, self.decoder_hidden = config.latent_dim, config.decoder_hidden
+
+    def check(self, args: Any, host) -> None:
+        host.require_q_or_ppo_learner(self.name, args)
+        host.require_rnn_agent(self.name, args)
+        if host.learner_kind(args) != "ppo":
+            raise ValueError(
+                "hetplug.plugins: 'shppo' is an actor for the PPO learner (mappo, ippo); this config "
+                f"has learner={getattr(args, 'learner', None)!r}"
+            )
+
+    def mac_class(self, base: type) -> type:
+        return shppo_mac_class(base, self.latent_dim, self.decoder_hidden)
+
+    def host_objects(self, learner) -> dict[str, Any]:
+        return {"latent_net": learner.mac.agent.latent_net}
+
+
+class AuxiliaryLosses:
+    """``hetplug_auxiliary_losses`` after each host update, on the batch it trained on."""
+
+    def __init__(self, pm, metrics) -> None:
+        self.pm = pm
+        self.metrics = metrics  # the session's MetricsLog
+
+    def batch(self, mac, batch) -> hetplug.TrajectoryBatch:
+        """``obs``: the agent inputs ``[B, T, N, in]``; ``extra["hidden_state"]``: the memory
+        ``[B, T, N, H]`` before each step (what the LatentNet saw while acting)."""
+        inputs, memory = agent_inputs_and_memory(mac, batch)
+        return hetplug.TrajectoryBatch(
+            **step_fields(batch), obs=inputs, state=batch["state"], extra={"hidden_state": memory}
+        )
+
+    def train(self, mac, batch, update: int) -> None:
+        for out in self.pm.hook.hetplug_auxiliary_losses(batch=self.batch(mac, batch), update=update):
+            self.metrics.update(out)

@@ -1,0 +1,60 @@
+"""Constants and pure helpers shared by the EPyMARL adapter's tests (no host import here:
+the real-EPyMARL tests use them without PyMARLzoo+)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+KEY = "lbforaging:Foraging-8x8-2p-3f-v3"  # obs per agent: 3 foods x (y, x, level), then players
+KEY3 = "lbforaging:Foraging-8x8-3p-2f-v3"  # three agents: affinity propagation can split them
+SELF_POS = [9, 11]  # the agent's own (y, x): the first player block
+POSITIONS = {"key": "obs", "slice": SELF_POS}
+#: SHEP on lbforaging's 8x8 grid; Group-HER (on by default) is switched on by the tests about it
+SHEP = {"grid_low": [0, 0], "grid_high": [7, 7], "grid_shape": [8, 8], "intrinsic_reward": True, "group_her": False}
+HETDPS = {
+    "interval": 2,
+    "preference": -10.0,
+    "cvae": {"epochs": 5},
+    "fit_samples": 256,
+    "distance_samples": 128,
+}
+#: on-policy runs: the buffer holds the current rollout (4 episodes, trained on once each
+#: iteration); the episode runner keeps the test free of worker processes
+ON_POLICY = {name: {"runner": "episode", "batch_size_run": 1, "buffer_size": 4} for name in ("mappo", "ippo")}
+
+#: configurations that must fail before training, and the message they fail with
+BAD = [
+    (["prioritised"], "unknown hetplug plugin 'prioritised'"),
+    ({"plugins": ["per"], "per": {"alpah": 0.5}}, "unknown option hetplug.per.alpah"),
+    ({"plugins": ["shep"], "shep": {"grid_shape": "big"}}, "grid_shape"),
+    (
+        {"plugins": ["shep"], "positions": {"slice": [14, 16]}},
+        r"hetplug.positions.slice=\[14, 16\] is out of range: obs has 15",
+    ),
+]
+
+
+def shep(**options) -> dict:
+    """The ``hetplug`` key for SHEP on lbforaging (positions: each agent's own cell)."""
+    return {"plugins": ["shep"], "shep": {**SHEP, **options}, "positions": POSITIONS}
+
+
+def params_of(learner) -> list[torch.Tensor]:
+    """Every trained and target parameter of a host QLearner or PPOLearner."""
+    if hasattr(learner, "critic"):  # PPO
+        modules = [learner.mac, learner.old_mac, learner.critic, learner.target_critic]
+    else:
+        modules = [learner.mac, learner.target_mac, learner.mixer, getattr(learner, "target_mixer", None)]
+    return [p.detach().clone() for m in modules if m is not None for p in m.parameters()]
+
+
+def per_agent_rewards(batch, n: int):
+    """``batch`` with ``[B, T, N]`` rewards, as EPyMARL's ``common_reward=False`` stores them:
+    agent i gets (i + 1) times the team reward, plus a step-dependent offset."""
+    out = copy.deepcopy(batch)
+    r = out.data.transition_data["reward"]
+    steps = torch.arange(r.shape[1], dtype=r.dtype).reshape(1, -1, 1)
+    out.data.transition_data["reward"] = r * torch.arange(1, n + 1, dtype=r.dtype) + 0.1 * steps
+    return out

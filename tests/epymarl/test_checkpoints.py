@@ -1,0 +1,73 @@
+"""Checkpoints: ``hetplug.th`` beside EPyMARL's model files restores the plugins' state and
+the stored episodes; a checkpoint without it, or of another format, is refused clearly."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+import hetplug_epymarl
+from hetplug_epymarl import checkpoint
+
+from .cases import KEY3, ON_POLICY, shep
+
+
+@pytest.mark.slow
+def test_checkpoint_restores_priorities_and_episodes(host, tmp_path):
+    hp = shep()
+    first = host.run("qmix", hp, save_model=True)
+    models = sorted(tmp_path.glob("results/sacred/**/models"))[-1]
+    # t_max below the saved step: the restored run loads and stops before training.
+    second = host.run("qmix", hp, t_max=100, checkpoint_path=str(models))
+    assert second is not first and second.updates == first.updates
+    a, b = first.pm.get_plugin("shep"), second.pm.get_plugin("shep")
+    torch.testing.assert_close(b.sampler.priorities, a.sampler.priorities)
+    torch.testing.assert_close(a.sampler.priorities, first.priorities())  # as last reported
+    for k, v in first.buffer.data.transition_data.items():
+        torch.testing.assert_close(second.buffer.data.transition_data[k], v)
+    assert a.env_steps == b.env_steps and a.sampler._sample_calls == b.sampler._sample_calls
+
+
+def test_loading_a_checkpoint_saved_without_hetplug_fails_clearly(host, tmp_path, capfd):
+    host.run("qmix", None, t_max=100, save_model=True)
+    models = sorted(tmp_path.glob("results/sacred/**/models"))[-1]
+    msg = "hetplug.th not found: the checkpoint was saved without hetplug"
+    host.fails(capfd, msg, "qmix", ["per"], t_max=50, checkpoint_path=str(models))
+
+
+def test_shppo_state_is_restored_from_a_checkpoint(shppo_run, host):
+    first, _, root = shppo_run
+    models = sorted(root.glob("results/sacred/**/models"))[-1]
+    second = host.run("mappo", {"plugins": ["shppo"], "shppo": {"latent_dim": 2}}, key=KEY3, t_max=100,
+                      checkpoint_path=str(models), **ON_POLICY["mappo"])  # fmt: skip
+    saved_dir = sorted(models.iterdir(), key=lambda p: int(p.name))[-1]
+    saved = torch.load(saved_dir / "hetplug.th", weights_only=False)["plugins"]["shppo"]
+    plugin = second.pm.get_plugin("shppo")
+    for k, v in plugin.inference.state_dict().items():
+        torch.testing.assert_close(v, saved["inference"][k], rtol=0, atol=0)
+    assert plugin._latent_opt.state_dict()["state"].keys() == saved["latent_optimizer"]["state"].keys()
+    agent = torch.load(saved_dir / "agent.th")
+    for k, v in plugin.latent_net.state_dict().items():
+        torch.testing.assert_close(v, agent[f"latent_net.{k}"], rtol=0, atol=0)
+    assert first is not second and second.updates == int(
+        torch.load(saved_dir / "hetplug.th", weights_only=False)["updates"]
+    )
+    assert hetplug_epymarl.last_session() is second
+
+
+def test_hetplug_th_carries_its_format_and_another_is_refused(shppo_run, tmp_path):
+    """hetplug.th is versioned like plugin states (hetplug.state); a file of another
+    format_version fails before anything is restored, naming the file and the version."""
+    session, _, root = shppo_run
+    models = sorted(root.glob("results/sacred/**/models"))[-1]
+    saved_dir = sorted(models.iterdir(), key=lambda p: int(p.name))[-1]
+    state = torch.load(saved_dir / "hetplug.th", weights_only=False)
+    assert state["format_version"] == 1 and state["plugins"]["shppo"]["format_version"] == 1
+    path = shutil.copytree(saved_dir, tmp_path / "future")
+    torch.save({**state, "format_version": 99}, path / "hetplug.th")
+    updates = session.updates
+    with pytest.raises(ValueError, match=r"future/hetplug.th state has format_version=99"):
+        checkpoint.load(session, str(path))
+    assert session.updates == updates

@@ -1,0 +1,111 @@
+"""HetDPS in EPyMARL (the ``hetdps`` wiring): the slot agent, regroupings applied in place."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+import torch
+
+from hetplug.metrics import scalar_metrics
+from hetplug_epymarl.wiring.hetdps import SlotRNNAgent
+
+from .cases import HETDPS, KEY3
+
+
+def test_slot_agent_with_one_slot_is_the_hosts_rnn_agent():
+    """Oracle: nn.Linear -> ReLU -> nn.GRUCell -> nn.Linear with slot 0's weights."""
+    torch.manual_seed(0)
+    n, i, h, a, bs = 3, 7, 8, 5, 4
+    agent = SlotRNNAgent(i, n, h, a, n_slots=3, start="full")
+    fc1, gru, fc2 = torch.nn.Linear(i, h), torch.nn.GRUCell(h, h), torch.nn.Linear(h, a)
+    with torch.no_grad():
+        fc1.weight.copy_(agent.fc1_w[0].T), fc1.bias.copy_(agent.fc1_b[0])
+        gru.weight_ih.copy_(agent.w_ih[0].T), gru.bias_ih.copy_(agent.b_ih[0])
+        gru.weight_hh.copy_(agent.w_hh[0].T), gru.bias_hh.copy_(agent.b_hh[0])
+        fc2.weight.copy_(agent.fc2_w[0].T), fc2.bias.copy_(agent.fc2_b[0])
+    x, hid = torch.randn(bs * n, i), torch.randn(bs, n, h)
+    q, h1 = agent(x, hid)
+    h_ref = gru(torch.relu(fc1(x)), hid.reshape(-1, h))
+    torch.testing.assert_close(h1, h_ref)
+    torch.testing.assert_close(q, fc2(h_ref))
+    # agents routed to different slots use different weights
+    agent.routing.copy_(torch.tensor([0, 1, 2]))
+    q2, _ = agent(x, hid)
+    torch.testing.assert_close(q2.view(bs, n, a)[:, 0], q.view(bs, n, a)[:, 0])
+    assert not torch.allclose(q2.view(bs, n, a)[:, 1], q.view(bs, n, a)[:, 1])
+
+
+@pytest.mark.parametrize("config", ["qmix", "mappo"])
+def test_hetdps_regroups_every_interval_and_logs_the_plan(hetdps_runs, config):
+    session = hetdps_runs[config]
+    assert [u for u, _ in session.plans] == list(range(2, session.updates + 1, 2))
+    assert all(len(a) == 3 for _, a in session.plans)
+    assert {"hetdps/n_groups", "hetdps/mean_distance", "hetdps/cvae_loss"} <= set(session.metrics)
+    plugin = session.pm.get_plugin("hetdps")
+    assert len(plugin.estimator.pool) > 0  # fed from the collected episodes
+    inner = session.learner.inner
+    follower = inner.target_mac if config == "qmix" else inner.old_mac
+    routing = torch.tensor(session.plans[-1][1])
+    assert torch.equal(inner.mac.agent.routing, routing) and torch.equal(follower.agent.routing, routing)
+
+
+@pytest.mark.slow
+def test_hetdps_groups_reach_the_hosts_logs(host, caplog, tmp_path):
+    """Each regrouping is written to the host's console log, and each agent's slot is a
+    logged stat (hetplug/hetdps/plan/agent_<i>)."""
+    caplog.set_level(logging.INFO)
+    hp = {"plugins": ["hetdps"], "hetdps": HETDPS}
+    session = host.run("qmix", hp, key=KEY3, t_max=300, learner_log_interval=50)
+    lines = [m for m in caplog.messages if m.startswith("hetplug hetdps after update")]
+    assert session.plans and len(lines) == len(session.plans)
+    for (update, assignment), line in zip(session.plans, lines, strict=True):
+        assert re.fullmatch(rf"hetplug hetdps after update {update}: \w+: \d -> \d groups, "
+                            rf"agents -> slots \[{', '.join(map(str, assignment))}\] .*", line)  # fmt: skip
+    last = session.plans[-1][1]
+    metrics = scalar_metrics(session.metrics)
+    assert [metrics[f"hetplug/hetdps/plan/agent_{i}"] for i in range(3)] == [float(s) for s in last]
+    info = host.info(tmp_path)  # the host's logged stats
+    assert [info[f"hetplug/hetdps/plan/agent_{i}"][-1] for i in range(3)] == [float(s) for s in last]
+
+
+@pytest.mark.parametrize("config", ["qmix", "mappo"])
+def test_hetdps_split_is_applied_in_place(hetdps_runs, config):
+    """A split copies the shared slot (parameters, Adam moments, target/old mac) and
+    reroutes; the optimiser and modules stay the same objects, outputs are unchanged."""
+    session = hetdps_runs[config]
+    inner = session.learner.inner
+    plugin = session.pm.get_plugin("hetdps")
+    optimiser = inner.optimiser if config == "qmix" else inner.agent_optimiser
+    agent = inner.mac.agent
+    follower = (inner.target_mac if config == "qmix" else inner.old_mac).agent
+    routing = agent.routing.clone()
+    if len(set(routing.tolist())) != 1:  # the run already split them: merge back first
+        plugin.slots.apply(plugin.manager.update(torch.zeros(3, 3)))
+        routing = agent.routing.clone()
+    batch = session.buffer[:2]
+    inner.mac.init_hidden(2)
+    before = inner.mac.forward(batch, t=3).detach()
+    # agents 0 and 1 alike, agent 2 far away: two groups
+    plan = plugin.manager.update(torch.tensor([[0.0, 1.0, 50.0], [1.0, 0.0, 50.0], [50.0, 50.0, 0.0]]))
+    assert plan.case == "split" and plan.n_groups == 2
+    assert plan.assignment[0] == plan.assignment[1] != plan.assignment[2]
+    plugin.slots.apply(plan)
+    old = int(routing[0])
+    new = next(s for s in set(plan.assignment) if s != old)
+    assert torch.equal(agent.routing, plan.routing()) and torch.equal(follower.routing, plan.routing())
+    for p, t in zip(agent.slot_parameters(), follower.slot_parameters(), strict=True):
+        torch.testing.assert_close(p[new], p[old], rtol=0, atol=0)
+        torch.testing.assert_close(t[new], t[old], rtol=0, atol=0)  # the target copies its own slot
+        state = optimiser.state[p]
+        torch.testing.assert_close(state["exp_avg"][new], state["exp_avg"][old], rtol=0, atol=0)
+    in_optimiser = {id(q) for g in optimiser.param_groups for q in g["params"]}
+    assert all(id(q) in in_optimiser for q in agent.slot_parameters())  # same tensors, not rebuilt
+    inner.mac.init_hidden(2)
+    torch.testing.assert_close(inner.mac.forward(batch, t=3).detach(), before)
+
+
+def test_hetdps_needs_the_parameter_shared_rnn_agent(host, capfd):
+    host.fails(capfd, r"'hetdps' replaces the parameter-shared rnn agent .* mac='non_shared_mac'",
+               "qmix_ns", ["hetdps"], t_max=100)  # fmt: skip
