@@ -14,7 +14,7 @@ from hetplug_benchmarl import Happo, HappoConfig
 from hetplug_benchmarl.algorithms.happo import HappoLoss
 from hetplug_benchmarl.losses import WEIGHT_KEY, WEIGHTED_LOSSES
 
-from .conftest import losses_of, make_experiment
+from .conftest import HER, losses_of, make_experiment
 
 
 class TrainingLog(Callback):
@@ -221,15 +221,22 @@ def test_per_agent_parameters_need_a_stacked_model(tmp_path):
         happo_experiment(tmp_path, share=False, model=hetplug_benchmarl.SHPPOModelConfig(num_cells=32))
 
 
-def test_prioritised_replay_serves_happo(tmp_path):
-    """``wrap(exp, ["per"])``: minibatches carry IS weights ``[B, N]`` that reach every term
-    (a weight-0 sample cannot move the losses); unit weights give the unweighted loss."""
+@pytest.mark.parametrize("plugin", ["per", "shep"])
+def test_prioritised_replay_serves_happo(tmp_path, plugin):
+    """``wrap(exp, ["per"])`` (or SHEP with Group-HER copies, which go through
+    ``process_batch`` early): one round per iteration; minibatches carry IS weights
+    ``[B, N]`` that reach every term (a weight-0 sample cannot move the losses); unit
+    weights give the unweighted loss."""
     exp = happo_experiment(tmp_path, n_agents=3, iters=2)
-    cb = hetplug_benchmarl.wrap(exp, ["per"])
+    options = {"shep": {"grid_shape": [4, 4], **HER}} if plugin == "shep" else {}
+    cb = hetplug_benchmarl.wrap(exp, [plugin], **options)
     exp.run()
     assert len(cb.priorities("agents"))
     loss = exp.losses["agents"]
     assert isinstance(loss, HappoLoss) and len(exp.algorithm.orders["agents"]) == 2
+    assert len(exp.algorithm.last_round["agents"].factors) == 2
+    if plugin == "shep":
+        assert sum(cb.history["hetplug/shep/her_trajectories"]) > 0
     data = exp.replay_buffers["agents"].sample()
     assert data[WEIGHT_KEY].shape == (data.shape[0], 3)
     loss.factor = torch.rand(len(exp.replay_buffers["agents"].storage)) + 0.5
