@@ -15,12 +15,15 @@ from typing import Any
 
 import torch
 
+from hetplug_benchmarl.algorithms import Happo, HappoConfig
 from hetplug_benchmarl.callback import HetplugCallback
 from hetplug_benchmarl.losses import WEIGHTED_LOSSES, Weighting, register_weighted_loss
 from hetplug_benchmarl.models import SHPPOModel, SHPPOModelConfig, SlotModel, SlotModelConfig, copy_policy
 
 __all__ = [
     "WEIGHTED_LOSSES",
+    "Happo",
+    "HappoConfig",
     "HetplugCallback",
     "SHPPOModel",
     "SHPPOModelConfig",

@@ -39,6 +39,8 @@ from benchmarl.algorithms import (
 )
 from benchmarl.experiment import Callback
 
+from hetplug_benchmarl.algorithms import HappoConfig
+
 #: The off-policy algorithms the adapter's prioritisers serve, by command-line name.
 ALGORITHMS = {
     "iql": IqlConfig,
@@ -49,8 +51,8 @@ ALGORITHMS = {
     "maddpg": MaddpgConfig,
     "iddpg": IddpgConfig,
 }
-#: on-policy algorithms (the buffer holds the current rollout)
-ON_POLICY = {"mappo": MappoConfig, "ippo": IppoConfig}
+#: on-policy algorithms (the buffer holds the current rollout); happo is hetplug's
+ON_POLICY = {"mappo": MappoConfig, "ippo": IppoConfig, "happo": HappoConfig}
 #: the default demo: one comparison per method that needs no external data
 SUITE = [("iql", ["shep"]), ("iql", ["hetdps"]), ("mappo", ["shppo"])]
 
