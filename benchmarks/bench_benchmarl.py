@@ -28,7 +28,27 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import side_by_side  # noqa: E402
 
-from hetplug_benchmarl.demo import _experiment  # noqa: E402
+
+def experiment(
+    algorithm: str, plugins: list[str], options: dict, task: str, model: str, device: str, out: Path
+):
+    """A BenchMARL experiment as ``hetplug compare`` builds it (1000 frames and 40 updates
+    per iteration, 20 envs), without evaluation or json output, never ending."""
+    from benchmarl.experiment import Experiment
+    from benchmarl.models.mlp import MlpConfig
+
+    from hetplug_benchmarl.compare.run import experiment_config, hetplug_callback, model_config
+    from hetplug_benchmarl.compare.spec import RunSpec, Settings, Variant, algorithms
+    from hetplug_benchmarl.compare.tasks import load_task
+
+    settings = Settings(frames=10**9, frames_per_batch=1000, envs=20, updates=40, device=device)
+    run = RunSpec(f"vmas/{task}", Variant(algorithm, tuple(plugins)), 0, model, settings, options)
+    cfg = experiment_config(run, out)
+    cfg.evaluation = cfg.create_json = False
+    callback = hetplug_callback(plugins, options)
+    return Experiment(task=load_task(run.task), algorithm_config=algorithms()[algorithm].get_from_yaml(),
+                      model_config=model_config(model), critic_model_config=MlpConfig.get_from_yaml(), seed=0,
+                      config=cfg, callbacks=[callback] if callback is not None else [])  # fmt: skip
 
 
 def iteration(exp, iterator):
@@ -65,28 +85,15 @@ def main() -> None:
     logging.getLogger("torchrl").setLevel(logging.WARNING)  # keep stdout pure JSON
     if args.device == "cpu":
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    from hetplug_benchmarl import HetplugCallback
-
     results = []
     for algorithm in args.algorithms:
-        ns = argparse.Namespace(
-            task=args.task,
-            algorithm=algorithm,
-            frames=10**9,
-            frames_per_batch=1000,
-            envs=20,
-            updates=40,
-            seed=0,
-            device=args.device,
-            model=args.model,
-        )
         variants = {}
         for label in ["none", *args.plugins]:
             out = Path(args.out) / algorithm / label
             out.mkdir(parents=True, exist_ok=True)
             options = {"hetdps": {"interval": args.interval}} if label == "hetdps" else {}
-            callbacks = [] if label == "none" else [HetplugCallback([label], options)]
-            exp = _experiment(ns, out, callbacks)
+            plugins = [] if label == "none" else [label]
+            exp = experiment(algorithm, plugins, options, args.task, args.model, args.device, out)
             variants[label] = iteration(exp, iter(exp.collector))
         seconds = side_by_side(variants, torch.device(args.device), repeat=args.repeat, warmup=3)
         results.append(

@@ -308,3 +308,15 @@ def test_metric_window_is_the_last_quarter_of_frames():
     assert m.score(Curve((1000, 2000, 3000, 4000, 5000, 6000), (0, 0, 0, 0, 1.0, 3.0))) == 2.0
     assert m.score(Curve((100, 200, 300, 400), (5.0, 5.0, 5.0, 1.0))) == 1.0  # 300 is not after 75 %
     assert Metric(last_fraction=1.0).score(Curve((1, 2), (1.0, 3.0))) == 2.0
+
+
+def test_every_model_choice_builds_its_benchmarl_config():
+    """mlp, slot (HetDPS) and shppo each give the model config the adapter registers."""
+    from benchmarl.models.mlp import MlpConfig
+
+    from hetplug_benchmarl import SHPPOModelConfig, SlotModelConfig
+    from hetplug_benchmarl.compare.run import model_config
+    from hetplug_benchmarl.compare.spec import MODELS
+
+    built = {m: type(model_config(m)) for m in MODELS if m != "auto"}
+    assert built == {"mlp": MlpConfig, "slot": SlotModelConfig, "shppo": SHPPOModelConfig}

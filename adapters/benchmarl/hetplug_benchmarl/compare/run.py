@@ -85,9 +85,9 @@ def model_config(model: str):
 
     mlp = MlpConfig.get_from_yaml()
     if model == "slot":
-        from hetplug_benchmarl.models import SlotMlpConfig
+        from hetplug_benchmarl.models import SlotModelConfig
 
-        return SlotMlpConfig(num_cells=list(mlp.num_cells), activation_class=mlp.activation_class)
+        return SlotModelConfig(num_cells=list(mlp.num_cells), activation_class=mlp.activation_class)
     if model == "shppo":
         from hetplug_benchmarl.models import SHPPOModelConfig
 
@@ -126,15 +126,19 @@ def _rename_json_algorithm(experiment, name: str) -> None:
     tasks[name] = tasks.pop(experiment.algorithm_name)
 
 
-def run_one(run: RunSpec, folder: str | Path | None = None) -> dict[str, Any]:
+def run_one(run: RunSpec, folder: str | Path | None = None, outputs=None) -> dict[str, Any]:
     """Train ``run`` and return ``{"json": BenchMARL's json dict, "seconds": training time}``.
 
     Args:
         run: the run.
         folder: where BenchMARL writes its experiment folder (json included); default a
             temporary folder removed afterwards (a Ray worker sends the dict back instead).
+        outputs: optional ``outputs(experiment, callback) -> dict`` called after training
+            (``callback`` is hetplug's, or None); its result is returned as ``"outputs"``.
     """
     import torch
+
+    from hetplug_benchmarl.callback import HetplugCallback
 
     if run.settings.device == "cpu":
         torch.set_num_threads(1)  # many runs share the machine's cores (FACTS.md: threads)
@@ -146,4 +150,8 @@ def run_one(run: RunSpec, folder: str | Path | None = None) -> dict[str, Any]:
         experiment.run()
         seconds = time.perf_counter() - start
         data = json.loads(Path(experiment.logger.json_writer.path).read_text())
-    return {"json": data, "seconds": seconds}
+        result: dict[str, Any] = {"json": data, "seconds": seconds}
+        if outputs is not None:
+            callback = next((c for c in experiment.callbacks if isinstance(c, HetplugCallback)), None)
+            result["outputs"] = outputs(experiment, callback)
+    return result

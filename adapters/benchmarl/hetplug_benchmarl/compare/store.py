@@ -3,6 +3,8 @@
     OUT/runs/<variant>/seed_<N>.json     one finished run, BenchMARL's json (variant-named)
     OUT/runs/<variant>/config.yaml       what the variant's runs were trained with
     OUT/runs/<variant>/seed_<N>.error    the traceback of a run that failed (until it succeeds)
+    OUT/runs/<variant>/seed_<N>.outputs  what a caller kept of the run besides its json (the demo's
+                                         plugin metrics), json text under another suffix
 
 A run file is written whole (temporary file, then rename) only when its run has
 finished, so a file found on a rerun is a finished run and is skipped; an interrupted
@@ -98,6 +100,22 @@ def write_result(out: str | Path, run: RunSpec, data: dict[str, Any]) -> Path:
     _write_atomic(path, json.dumps(data, indent=4))
     error_path(out, run).unlink(missing_ok=True)
     return path
+
+
+def outputs_path(out: str | Path, run: RunSpec) -> Path:
+    return run_path(out, run).with_suffix(".outputs")
+
+
+def write_outputs(out: str | Path, run: RunSpec, outputs: dict[str, Any]) -> Path:
+    """Keep a run's extra outputs (json text, not a .json file: see the module docstring)."""
+    path = outputs_path(out, run)
+    _write_atomic(path, json.dumps(outputs))
+    return path
+
+
+def read_outputs(out: str | Path, run: RunSpec) -> dict[str, Any] | None:
+    path = outputs_path(out, run)
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def write_error(out: str | Path, run: RunSpec, text: str) -> Path:
