@@ -29,9 +29,9 @@ TOP_LEVEL_KEYS = ("plugins", "positions", "opponents", "replay_window")
 
 
 def did_you_mean(value: str, choices: list[str] | tuple[str, ...]) -> str:
-    """``"; did you mean 'shep'?"`` when ``value`` is close to one of ``choices``, else ``""``."""
+    """``" (did you mean 'shep'?)"`` when ``value`` is close to one of ``choices``, else ``""``."""
     close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _is_int(value: Any) -> bool:

@@ -30,6 +30,8 @@ class HostSpec:
         capacity: how many trajectories the host's replay (or rollout) storage holds.
         device: where the host keeps its tensors; plugins allocate their state there.
         n_actions: number of discrete actions, or None for continuous actions.
+        dtype: the floating dtype of the host's tensors: IS weights, probabilities and
+            rewards that plugins hand back come in it.
         total_env_steps: how long the run is, in environment steps (BenchMARL's
             ``max_n_frames``, EPyMARL's ``t_max``), or None when the host cannot say;
             plugins with schedules anneal over it.
@@ -45,6 +47,7 @@ class HostSpec:
     capacity: int
     device: torch.device | str = "cpu"
     n_actions: int | None = None
+    dtype: torch.dtype = torch.float32
     total_env_steps: int | None = None
     rollout_storage: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +59,8 @@ class HostSpec:
                 raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
         if self.n_actions is not None and (not isinstance(self.n_actions, int) or self.n_actions < 1):
             raise ValueError(f"n_actions must be None or an integer >= 1, got n_actions={self.n_actions!r}")
+        if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating torch.dtype, got dtype={self.dtype!r}")
         if self.total_env_steps is not None and (
             isinstance(self.total_env_steps, bool)
             or not isinstance(self.total_env_steps, int)

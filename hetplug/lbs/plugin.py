@@ -50,7 +50,9 @@ class LBSPlugin:
     def hetplug_replay_sample(
         self, batch_size: int, generator: torch.Generator | None, td_fn: TDFunction | None
     ) -> SampleResult:
-        return self._require().sample(batch_size, td_fn, generator)
+        out = self._require().sample(batch_size, td_fn, generator)
+        dtype = self.spec.dtype  # the host's
+        return SampleResult(out.indices, out.weights.to(dtype), out.probabilities.to(dtype), out.sources)
 
     @hookimpl
     def hetplug_after_update(self, update: int) -> dict[str, Any]:

@@ -167,7 +167,9 @@ class PERPlugin:
 
     @hookimpl
     def hetplug_replay_sample(self, batch_size: int, generator: torch.Generator | None) -> SampleResult:
-        return self._require_sampler().sample(batch_size, generator)
+        out = self._require_sampler().sample(batch_size, generator)
+        dtype = self.spec.dtype  # the host's (the sampler keeps float64 masses)
+        return SampleResult(out.indices, out.weights.to(dtype), out.probabilities.to(dtype))
 
     @hookimpl
     def hetplug_update_priorities(

@@ -199,7 +199,8 @@ class SHEPPlugin:
             weights = weights / (n * p_min).pow(-beta)
         elif c.weight_normalization == "batch":
             weights = weights / weights.max()
-        return SampleResult(indices=slots, weights=weights, probabilities=p, steps=step)
+        dtype = self.spec.dtype  # the host's (masses are kept in float64)
+        return SampleResult(indices=slots, weights=weights.to(dtype), probabilities=p.to(dtype), steps=step)
 
     @hookimpl
     def hetplug_update_priorities(

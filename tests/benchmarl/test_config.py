@@ -72,7 +72,7 @@ def test_hydra_run_with_a_hetplug_group(tmp_path):
 def test_hydra_hetplug_group_rejects_unknown_keys():
     from hetplug_benchmarl.run import callback_from_config
 
-    with pytest.raises(ValueError, match="unknown key hetplug.plugin;"):
+    with pytest.raises(ValueError, match=r"unknown key hetplug.plugin \(did you mean .plugins.\?\)"):
         callback_from_config({"plugin": ["shep"]})
     with pytest.raises(ValueError, match="unknown hetplug plugin 'shap'"):
         callback_from_config({"plugins": ["shap"]})
@@ -87,3 +87,47 @@ def test_every_hydra_hetplug_yaml_builds_a_callback(name):
 
     cb = callback_from_config(yaml.safe_load((CONF / "hetplug" / f"{name}.yaml").read_text()))
     assert cb.plugins == ([] if name == "none" else [name])
+
+
+def test_hydra_entry_help_lists_hetplugs_groups(capsys):
+    from hetplug_benchmarl.run import entry
+
+    entry(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m hetplug_benchmarl.run")
+    for name in ("happo", "iql", "hetplug", "shep", "hetdps", "layers/hetplug_slot_mlp", "vmas/navigation"):
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["algorithm=iqll", "task=vmas/navigation"], "unknown algorithm 'iqll' (did you mean 'iql'?)"),
+        (["algorithm=iql", "task=vmas/navigaton"], "unknown task 'vmas/navigaton' (did you mean 'vmas/navigation'?)"),
+        (["algorithm=iql", "task=vmas/navigation", "hetplug=shepp"], "unknown hetplug 'shepp' (did you mean 'shep'?)"),
+        (["algorithm=iql", "task=vmas/navigation", "hetplug=shep", "hetplug.shep.grid_shpe=3"],
+         "unknown option hetplug.shep.grid_shpe (did you mean 'grid_shape'?)"),
+        (["algorithm=mappo", "task=vmas/navigation", "hetplug=lbs"], "plugin 'lbs' is not available with on-policy Mappo"),
+        (["algorithm=iql", "task=vmas/navigation", "hetplug=shppo"], "plugin 'shppo' is not available with off-policy Iql"),
+    ],
+)  # fmt: skip
+def test_hydra_mistakes_are_one_line_before_any_environment(monkeypatch, capsys, tmp_path, argv, message):
+    import benchmarl.hydra_config
+
+    from hetplug_benchmarl.run import entry
+
+    monkeypatch.setattr(
+        benchmarl.hydra_config, "load_experiment_from_hydra", lambda *a, **k: pytest.fail("built")
+    )
+    monkeypatch.chdir(tmp_path)
+    full = [
+        *argv,
+        f"hydra.run.dir={tmp_path}/hydra",
+        "hydra/job_logging=disabled",
+        "hydra/hydra_logging=disabled",
+    ]
+    monkeypatch.setattr("sys.argv", ["run.py", *full])
+    with pytest.raises(SystemExit) as exc:
+        entry(full)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err

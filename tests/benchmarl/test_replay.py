@@ -80,3 +80,14 @@ def test_no_plugin_run_matches_plain_benchmarl(experiment, tmp_path):
     wrapped.run()
     for a, b in zip(plain.losses["agents"].parameters(), wrapped.losses["agents"].parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_the_progress_bar_never_shows_nan(experiment, capsys):
+    """Episodes (100 steps) outlast an iteration (25 steps): BenchMARL's bar would say
+    'mean return = nan'; with hetplug it says none has finished, then the last return."""
+    exp = experiment("iql", iters=5)
+    hetplug_benchmarl.wrap(exp, ["per"])
+    exp.run()
+    bar = capsys.readouterr().err
+    assert "mean return = (no episode finished yet)" in bar and "mean return = nan" not in bar
+    assert "mean return = -" in bar or "mean return = 0" in bar or "mean return = 1" in bar  # once one ends

@@ -229,3 +229,20 @@ def test_a_plugin_installed_by_entry_point_is_used_like_a_built_in(installed_toy
     assert pm.hook.hetplug_after_update(update=1) == [{"toy/update": 1}, {"toy_replay/updates": 0}]
     with pytest.raises(ValueError, match="select only one"):
         hetplug.get_plugin_manager(["toy_replay", "per"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", ["per", "shep", "lbs"])
+def test_sampled_weights_come_in_the_hosts_dtype(name, dtype):
+    """IS weights and probabilities handed to a host are in HostSpec.dtype (the samplers
+    keep float64 masses inside)."""
+    pm = hetplug.get_plugin_manager([name])
+    spec = hetplug.HostSpec(
+        n_agents=3, max_steps=1 if name == "lbs" else 5, capacity=16, n_actions=4, dtype=dtype
+    )
+    pm.hook.hetplug_configure.call_historic(kwargs={"spec": spec})
+    batch = make_batch(b=6, t=spec.max_steps, td=True)
+    pm.hook.hetplug_replay_add(batch=batch)
+    td_fn = (lambda sources, slots: torch.rand(3, sources.shape[0])) if name == "lbs" else None
+    out = pm.hook.hetplug_replay_sample(batch_size=4, generator=torch.Generator().manual_seed(0), td_fn=td_fn)
+    assert out.weights.dtype == out.probabilities.dtype == dtype

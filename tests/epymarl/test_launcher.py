@@ -55,7 +55,7 @@ def _fake_src(root: Path) -> Path:
     return src
 
 
-def test_find_src_from_checkout_flag_and_env(tmp_path, monkeypatch):
+def test_find_src_from_checkout_flag_and_env(tmp_path, monkeypatch, capsys):
     src = _fake_src(tmp_path / "epymarl")
     monkeypatch.delenv("HETPLUG_EPYMARL_SRC", raising=False)
     assert find_src(None, cwd=tmp_path / "epymarl") == src.resolve()
@@ -64,5 +64,20 @@ def test_find_src_from_checkout_flag_and_env(tmp_path, monkeypatch):
     monkeypatch.setenv("HETPLUG_EPYMARL_SRC", str(src))
     assert find_src(None, cwd=tmp_path) == src.resolve()
     monkeypatch.delenv("HETPLUG_EPYMARL_SRC")
-    with pytest.raises(SystemExit, match="no EPyMARL src/.*--epymarl-src"):
+    with pytest.raises(SystemExit) as exc:
         find_src(None, cwd=tmp_path)
+    assert exc.value.code == 2 and "no EPyMARL src/" in capsys.readouterr().err
+
+
+def test_launcher_help_and_a_bad_key_are_one_line_before_epymarl_starts(tmp_path, capsys):
+    from hetplug_epymarl.cli import main
+
+    main(["--help"])
+    assert capsys.readouterr().out.startswith("usage: hetplug-epymarl")
+    src = _fake_src(tmp_path / "epymarl")
+    (src / "config" / "algs").mkdir(parents=True)
+    (src / "config" / "algs" / "bad.yaml").write_text("hetplug: {plugins: [shepp]}\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["--epymarl-src", str(src), "--config=bad", "--env-config=gymma"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "(did you mean 'shep'?)" in err

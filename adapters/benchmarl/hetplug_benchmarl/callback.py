@@ -26,6 +26,7 @@ from hetplug.state import read_versioned, versioned
 from hetplug_benchmarl import wiring as wiring_module
 from hetplug_benchmarl.batch import to_trajectory_batch
 from hetplug_benchmarl.metrics import MetricLog
+from hetplug_benchmarl.progress import show_last_return
 from hetplug_benchmarl.wiring import GroupRun, Wiring
 
 
@@ -139,6 +140,7 @@ class HetplugCallback(Callback):
             run.values = {k: v for r in run.results for k, v in r.metrics.items()}
             for w in self.wirings:
                 w.collected(self.experiment, batch, run)
+        show_last_return(self.experiment)
 
     def on_train_end(self, training_td, group: str) -> None:
         run = self.groups.get(group)

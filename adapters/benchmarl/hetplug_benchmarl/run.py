@@ -8,19 +8,120 @@ The ``hetplug`` group (``none``, ``per``, ``shep``, ``lbs``, ``hetdps``, ``shppo
 ``hetplug_benchmarl/conf/hetplug``) holds hetplug's one configuration language: ``plugins``,
 each plugin's options under its name, ``positions`` / ``opponents`` / ``replay_window``
 (docs/configuration.md). Importing this package registers hetplug's model configs
-(``model=layers/hetplug_slot_mlp``).
+(``model=layers/hetplug_slot_mlp``) and the ``happo`` algorithm.
+
+Mistakes in ``algorithm=``, ``task=``, ``hetplug=`` and the hetplug options are one line
+(exit status 2) before any environment is built.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from hetplug.config import did_you_mean
 from hetplug_benchmarl.callback import HetplugCallback
 from hetplug_benchmarl.models import CONF
+
+USAGE = """usage: python -m hetplug_benchmarl.run algorithm=ALG task=FAMILY/TASK [hetplug=GROUP] [KEY=VALUE ...]
+
+BenchMARL's Hydra entry with hetplug. Groups and choices:
+  algorithm   {algorithms}
+  task        {tasks}
+  model       BenchMARL's layers/<name>, plus layers/hetplug_slot_mlp (HetDPS) and layers/hetplug_shppo (SHPPO)
+  hetplug     {groups}
+
+hetplug's options are the group's keys (docs/configuration.md), overridable on the command line:
+  hetplug.shep.grid_shape=[4,4]   hetplug.hetdps.interval=10   hetplug.positions.slice=[0,2]
+  +hetplug.per.is_beta=0.5        (a key the group's yaml does not set takes a leading +)
+
+Example:
+  python -m hetplug_benchmarl.run algorithm=iql task=vmas/navigation hetplug=shep
+
+Hydra's own help: --hydra-help."""
+
+
+def _choices() -> dict[str, list[str]]:
+    """The names Hydra accepts for ``algorithm``, ``task`` and ``hetplug``."""
+    import benchmarl
+
+    conf = Path(benchmarl.__file__).parent / "conf"
+    algorithms = sorted(
+        {p.stem for p in (conf / "algorithm").glob("*.yaml")}
+        | {p.stem for p in (CONF / "algorithm").glob("*.yaml")}
+    )
+    tasks = sorted(f"{p.parent.name}/{p.stem}" for p in (conf / "task").glob("*/*.yaml"))
+    groups = sorted(p.stem for p in (CONF / "hetplug").glob("*.yaml"))
+    return {"algorithm": algorithms, "task": tasks, "hetplug": groups}
+
+
+def usage() -> str:
+    c = _choices()
+    families = sorted({t.split("/")[0] for t in c["task"]})
+    return USAGE.format(
+        algorithms=", ".join(c["algorithm"]),
+        tasks=f"{', '.join(families)} families, e.g. vmas/navigation, vmas/balance ({len(c['task'])} tasks)",
+        groups=", ".join(c["hetplug"]),
+    )
+
+
+def check_arguments(argv: list[str]) -> str | None:
+    """A one-line error for an unknown ``algorithm=``, ``task=`` or ``hetplug=`` choice, or for
+    a hetplug option the chosen group's yaml and the ``hetplug.*`` overrides make invalid
+    (before Hydra composes anything)."""
+    import yaml
+
+    choices = _choices()
+    sweep = any(a in ("-m", "--multirun") for a in argv)
+    group, overrides = "none", []
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if not sep:
+            continue
+        values = _sweep(value) if sweep else [value]
+        if key in choices:
+            for one in values:
+                if one not in choices[key]:
+                    return f"unknown {key} {one!r}{did_you_mean(one, choices[key])}; choose one of: {', '.join(choices[key])}"
+            group = values[0] if key == "hetplug" and len(values) == 1 else group
+        elif key.startswith("hetplug.") and len(values) == 1:
+            overrides.append((key.split(".")[1:], yaml.safe_load(value)))
+    config = yaml.safe_load((CONF / "hetplug" / f"{group}.yaml").read_text()) or {}
+    for path, value in overrides:
+        node = config
+        for part in path[:-1]:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else node
+        if isinstance(node, dict):
+            node[path[-1]] = value
+    try:
+        hetplug_config(config)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def _sweep(value: str) -> list[str]:
+    """A multirun value's choices: ``a,b`` -> ``[a, b]`` (commas inside brackets stay)."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(value):
+        depth += ch in "[{("
+        depth -= ch in "]})"
+        if ch == "," and depth == 0:
+            out.append(value[start:i])
+            start = i + 1
+    return [*out, value[start:]]
+
+
+def hetplug_config(value: Any):
+    """The Hydra group's mapping, parsed by hetplug's one configuration language."""
+    import hetplug
+
+    return hetplug.parse_config(value)
 
 
 def callback_from_config(cfg: dict[str, Any]) -> HetplugCallback:
@@ -28,16 +129,41 @@ def callback_from_config(cfg: dict[str, Any]) -> HetplugCallback:
     return HetplugCallback(cfg)
 
 
+def _fail(message: str) -> None:
+    print(f"hetplug_benchmarl.run: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 @hydra.main(version_base=None, config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> None:
+    from benchmarl.algorithms import algorithm_config_registry
     from benchmarl.hydra_config import load_experiment_from_hydra
 
+    from hetplug_benchmarl.wiring import check_algorithm
+
     choices = HydraConfig.get().runtime.choices
+    hetplug_cfg = OmegaConf.to_container(cfg.hetplug, resolve=True)
+    try:
+        callback = callback_from_config(hetplug_cfg)
+        algorithm = algorithm_config_registry[choices.algorithm]
+        check_algorithm(callback.config, algorithm.associated_class(), algorithm.on_policy())
+    except ValueError as err:
+        _fail(str(err))
     print(OmegaConf.to_yaml(cfg))
-    callback = callback_from_config(OmegaConf.to_container(cfg.hetplug, resolve=True))
     experiment = load_experiment_from_hydra(cfg, task_name=choices.task, callbacks=[callback])
     experiment.run()
 
 
-if __name__ == "__main__":
+def entry(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage())
+        return
+    message = check_arguments(argv)
+    if message is not None:
+        _fail(message)
     main()
+
+
+if __name__ == "__main__":
+    entry()

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -142,16 +143,23 @@ def run_one(run: RunSpec, folder: str | Path | None = None, outputs=None) -> dic
 
     if run.settings.device == "cpu":
         torch.set_num_threads(1)  # many runs share the machine's cores (FACTS.md: threads)
-    with tempfile.TemporaryDirectory(prefix="hetplug-compare-") as tmp:
-        folder = Path(folder if folder is not None else tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        experiment = build_experiment(run, folder)
-        start = time.perf_counter()
-        experiment.run()
-        seconds = time.perf_counter() - start
-        data = json.loads(Path(experiment.logger.json_writer.path).read_text())
-        result: dict[str, Any] = {"json": data, "seconds": seconds}
-        if outputs is not None:
-            callback = next((c for c in experiment.callbacks if isinstance(c, HetplugCallback)), None)
-            result["outputs"] = outputs(experiment, callback)
+    quiet, os.environ["TQDM_DISABLE"] = os.environ.get("TQDM_DISABLE"), "1"  # the driver prints one line per run
+    try:
+        with tempfile.TemporaryDirectory(prefix="hetplug-compare-") as tmp:
+            folder = Path(folder if folder is not None else tmp)
+            folder.mkdir(parents=True, exist_ok=True)
+            experiment = build_experiment(run, folder)
+            start = time.perf_counter()
+            experiment.run()
+            seconds = time.perf_counter() - start
+            data = json.loads(Path(experiment.logger.json_writer.path).read_text())
+            result: dict[str, Any] = {"json": data, "seconds": seconds}
+            if outputs is not None:
+                callback = next((c for c in experiment.callbacks if isinstance(c, HetplugCallback)), None)
+                result["outputs"] = outputs(experiment, callback)
+    finally:
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
     return result

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,8 +33,9 @@ class SpecError(ValueError):
 
 def closest(name: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or ``""`` when none is close."""
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    from hetplug.config import did_you_mean
+
+    return did_you_mean(name, list(choices))
 
 
 def unknown(kind: str, name: str, choices: Sequence[str]) -> SpecError:
