@@ -19,6 +19,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+import hetplug_benchmarl.tasks  # noqa: F401  (registers task=magent/battle)
 from hetplug_benchmarl.callback import HetplugCallback
 from hetplug_benchmarl.models import CONF
 
