@@ -13,17 +13,25 @@ import torch
 pytest.importorskip("magent2")
 
 from benchmarl.algorithms import IqlConfig  # noqa: E402
-from benchmarl.experiment import Experiment, ExperimentConfig  # noqa: E402
+from benchmarl.experiment import Callback, Experiment, ExperimentConfig  # noqa: E402
 from benchmarl.models.mlp import MlpConfig  # noqa: E402
 from magent2.environments import battle_v4  # noqa: E402
 from tensordict import TensorDict  # noqa: E402
 from torchrl.envs.utils import check_env_specs  # noqa: E402
 
+import hetplug_benchmarl  # noqa: E402
+from hetplug.config import PositionSource  # noqa: E402
+from hetplug.shep import SHEPConfig, scoring  # noqa: E402
+from hetplug.spatial import GridCells  # noqa: E402
+from hetplug_benchmarl.batch import to_trajectory_batch  # noqa: E402
 from hetplug_benchmarl.tasks import BattleClass, MAgentBattleTask, win_rate  # noqa: E402
 from hetplug_benchmarl.tasks.battle_env import BattleEnv, GreedyOpponent  # noqa: E402
 
 MAP, CYCLES, ENVS, STEPS = 16, 30, 2, 30
 N = 6  # agents per team on a 16 x 16 map
+POSITIONS = {"key": "position", "slice": [0, 2]}
+OPPONENTS = {"group": "blue", "key": "position", "slice": [0, 2]}
+SHEP = {"grid_low": [0, 0], "grid_high": [MAP, MAP], "grid_shape": [4, 4]}
 
 
 def battle_task(**options) -> BattleClass:
@@ -179,6 +187,101 @@ def test_greedy_opponent_attacks_in_range_else_closes_in():
     view2attack = env.grid.get_view2attack(env.blue_handle)
     assert actions[0] == view2attack[0] + view2attack[1][6, 7]  # the weaker one
     assert actions[1] == 8  # nothing in range: move (+2, 0) towards the nearest, (9, 5)
+
+
+def test_alive_and_opponents_reach_the_trajectory_batch():
+    """``to_trajectory_batch`` reads ``(group, "alive")`` (and the opponents' alive and
+    action) when the batch has them, and leaves them None when it has not (VMAS)."""
+    B, T, N, K = 2, 3, 4, 5
+    alive = torch.rand(B, T, N, 1) > 0.5
+    batch = TensorDict(
+        {
+            "red": {
+                "observation": torch.zeros(B, T, N, 6),
+                "action": torch.randint(21, (B, T, N)),
+                "position": torch.rand(B, T, N, 2),
+                "alive": alive,
+            },
+            "blue": {
+                "position": torch.rand(B, T, K, 2),
+                "alive": torch.ones(B, T, K, 1, dtype=torch.bool),
+                "action": torch.randint(21, (B, T, K)),
+            },
+            "next": {
+                "red": {"reward": torch.zeros(B, T, N, 1), "done": torch.zeros(B, T, N, 1, dtype=torch.bool)}
+            },
+        },
+        batch_size=(B, T),
+    )
+    pos = PositionSource.parse(POSITIONS, "positions")
+    opp = PositionSource.parse(OPPONENTS, "opponents")
+    tb = to_trajectory_batch(batch, "red", True, pos, opp)
+    assert torch.equal(tb.alive, alive.squeeze(-1)) and tb.opponent_alive.shape == (B, T, K)
+    assert torch.equal(tb.opponent_actions, batch["blue", "action"])
+    assert torch.equal(tb.positions, batch["red", "position"])
+    plain = to_trajectory_batch(batch.exclude(("red", "alive"), "blue"), "red", True, pos)
+    assert plain.alive is None and plain.opponent_alive is None and plain.opponent_actions is None
+
+
+def test_opponents_can_be_a_team_no_group_plays(tmp_path):
+    exp = battle_experiment(tmp_path)
+    with pytest.raises(ValueError, match=r"opponents.group='green'.*other teams in the batch: \['blue'\]"):
+        hetplug_benchmarl.wrap(exp, ["shep"], positions=POSITIONS, opponents={**OPPONENTS, "group": "green"})
+    with pytest.raises(ValueError, match=r"opponents.key=\['pos'\]: group 'blue' has no such entry"):
+        hetplug_benchmarl.wrap(exp, ["shep"], positions=POSITIONS, opponents={**OPPONENTS, "key": "pos"})
+    assert exp.callbacks == []
+
+
+class KeepBatch(Callback):
+    def on_batch_collected(self, batch):
+        self.batch = batch.clone()  # before hetplug adds its intrinsic reward
+
+
+def test_shep_on_battle_uses_positions_opponents_and_alive(tmp_path):
+    """A real IQL run with ``shep``: positions, alive masks and the opponents' positions come
+    from the grid world's entries; SHEP's logged advantage change is delta(t) with the
+    opponents' score (recomputed here from the batch), not without it; dead agents are
+    masked (moving them changes no descriptor)."""
+    keep = KeepBatch()
+    exp = battle_experiment(tmp_path, callbacks=[keep])
+    cb = hetplug_benchmarl.wrap(
+        exp,
+        {"plugins": ["shep"], "shep": {**SHEP, "intrinsic_reward": True}},
+        positions=POSITIONS,
+        opponents=OPPONENTS,
+    )
+    exp.run()
+    metrics = cb.metrics("red")
+    for name in ("moran_i", "occupancy_entropy", "action_diversity", "advantage_change", "intrinsic_reward"):
+        assert f"hetplug/shep/{name}" in metrics
+    tb = cb.groups["red"].collected
+    batch = keep.batch
+    assert torch.equal(tb.positions, batch["red", "position"])
+    assert torch.equal(tb.opponent_positions, batch["blue", "position"])
+    assert torch.equal(tb.alive, batch["red", "alive"].squeeze(-1))
+    assert torch.equal(tb.opponent_actions, batch["blue", "action"])
+    assert not tb.alive.all()  # greedy blue kills red agents within the batch
+
+    c = SHEPConfig(**SHEP)
+    cells = GridCells(c.grid_low, c.grid_high, c.grid_shape)
+
+    def score(positions, alive, actions):
+        d = scoring.describe(cells, positions, alive=alive, actions=actions, n_actions=21)
+        return d, scoring.situation_score(d, c.alpha, c.beta, c.eta)
+
+    own, e_self = score(tb.positions, tb.alive, tb.actions)
+    _, e_opp = score(tb.opponent_positions, tb.opponent_alive, tb.opponent_actions)
+    change = scoring.temporal_change(scoring.advantage(e_self, e_opp, c.kappa)).abs().mean()
+    alone = scoring.temporal_change(scoring.advantage(e_self, None, c.kappa)).abs().mean()
+    assert metrics["hetplug/shep/advantage_change"] == pytest.approx(change.item(), rel=1e-5)
+    assert metrics["hetplug/shep/advantage_change"] > 0
+    assert abs(change - alone) > 1e-3  # the opponents' positions matter
+    assert metrics["hetplug/shep/moran_i"] == pytest.approx(own.moran.mean().item(), rel=1e-5, abs=1e-6)
+
+    moved = torch.where(tb.alive.unsqueeze(-1), tb.positions, torch.full_like(tb.positions, MAP - 1))
+    again, _ = score(moved, tb.alive, torch.where(tb.alive, tb.actions, 0))
+    for a, b in zip(own, again, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_win_rate_is_logged_from_ended_episodes():
