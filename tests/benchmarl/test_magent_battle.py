@@ -297,3 +297,40 @@ def test_win_rate_is_logged_from_ended_episodes():
     assert info["battle/red_alive"] == 3.0 and info["battle/blue_alive"] == 0.0
     # evaluation rollouts count up to their first done: won at step 1 / lost at step 3
     assert win_rate([batch[0], batch[0, 2:]]) == 0.5
+
+
+def test_example_runs_iql_with_and_without_shep(tmp_path, monkeypatch):
+    """examples/shep_battle.py, shrunk: both variants train, SHEP's descriptors and
+    Group-HER copies are reported, and the results are written."""
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    spec = importlib.util.spec_from_file_location("shep_battle", examples / "shep_battle.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.syspath_prepend(str(examples))
+    monkeypatch.setitem(sys.modules, "shep_battle", module)  # BenchMARL pickles its callback
+    spec.loader.exec_module(module)
+    options = "--frames 120 --frames-per-batch 60 --envs 2 --updates 2 --batch 16 --hidden 16"
+    summary = module.main(
+        options.split()
+        + [
+            "--map-size",
+            str(MAP),
+            "--max-cycles",
+            str(CYCLES),
+            "--eval-episodes",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    base, shep = summary["results"]
+    assert (base["variant"], shep["variant"]) == ("iql", "iql+shep")
+    assert base["frames"] == shep["frames"] == 120 and "shep" not in base
+    assert shep["shep"]["advantage_change"] > 0 and shep["shep"]["her_trajectories"] >= 1
+    assert len(base["eval"]) == 2 and 0.0 <= base["eval"][-1]["win_rate"] <= 1.0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [r["variant"] for r in saved["results"]] == ["iql", "iql+shep"]
