@@ -23,6 +23,25 @@ def group_reward(batch: TensorDictBase, group: str) -> torch.Tensor:
     return batch.get(reward_key(batch.keys(include_nested=True), group)).squeeze(-1)
 
 
+def agent_flags(batch: TensorDictBase, group: str, name: str = "alive") -> torch.Tensor | None:
+    """``[B, T, N]`` bool per-agent entry ``(group, name)`` (``[N]`` or ``[N, 1]`` per step),
+    or None when the environment writes none."""
+    key = (group, name)
+    if key not in batch.keys(include_nested=True):
+        return None
+    value = batch.get(key)
+    return (value.squeeze(-1) if value.dim() == 4 else value).bool()
+
+
+def discrete_actions(actions: torch.Tensor) -> torch.Tensor:
+    """``[B, T, N]`` int64 from an index (``[B, T, N]`` or ``[B, T, N, 1]``) or one-hot."""
+    if actions.dim() == 4 and actions.shape[-1] == 1:  # [B, T, N, 1] index
+        actions = actions.squeeze(-1)
+    elif actions.dim() == 4:  # one-hot
+        actions = actions.argmax(-1)
+    return actions.long()
+
+
 def to_trajectory_batch(
     batch: TensorDictBase,
     group: str,
@@ -31,7 +50,10 @@ def to_trajectory_batch(
     opponents: PositionSource | None = None,
 ) -> hetplug.TrajectoryBatch:
     """Plain tensors for ``group``: reward, done, mask, obs, actions, and positions (and
-    opponent positions) when a source is given. Nothing is copied to the host."""
+    opponent positions) when a source is given. Per-agent ``alive`` entries, of the group
+    and of the opponents' group, fill ``alive`` / ``opponent_alive`` when the environment
+    writes them (e.g. ``magent/battle``), and the opponents' ``action`` fills
+    ``opponent_actions`` for discrete actions. Nothing is copied to the host."""
     B, T = batch.shape[:2]
     done_key = ("next", group, "done")
     if done_key in batch.keys(include_nested=True):
@@ -40,11 +62,10 @@ def to_trajectory_batch(
         done = batch.get(("next", "done")).squeeze(-1)
     actions = batch.get((group, "action"))
     if discrete:
-        if actions.dim() == 4 and actions.shape[-1] == 1:  # [B, T, N, 1] index
-            actions = actions.squeeze(-1)
-        elif actions.dim() == 4:  # one-hot
-            actions = actions.argmax(-1)
-        actions = actions.long()
+        actions = discrete_actions(actions)
+    opponent_actions = None
+    if opponents is not None and discrete and (opponents.group, "action") in batch.keys(include_nested=True):
+        opponent_actions = discrete_actions(batch.get((opponents.group, "action")))
     return hetplug.TrajectoryBatch(
         reward=group_reward(batch, group),
         mask=torch.ones(B, T, dtype=torch.bool, device=batch.device),
@@ -52,7 +73,10 @@ def to_trajectory_batch(
         obs=batch.get((group, "observation")),
         actions=actions,
         positions=None if positions is None else read_positions(batch, group, positions),
+        alive=agent_flags(batch, group),
         opponent_positions=None if opponents is None else read_positions(batch, opponents.group, opponents),
+        opponent_alive=None if opponents is None else agent_flags(batch, opponents.group),
+        opponent_actions=opponent_actions,
         # the source row travels with relabelled copies (Group-HER)
         extra={"hetplug_row": torch.arange(B, device=batch.device).unsqueeze(1).expand(B, T)},
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDictBase
+from torchrl.data import Composite
 
 from hetplug.config import PositionSource
 
@@ -48,10 +49,23 @@ def check_source(spec, group: str, source: PositionSource, field: str) -> None:
         )
 
 
+def batch_spec(exp) -> Composite:
+    """Everything the environment writes into the collected batch (the policy's inputs,
+    ``info``, and entries such as positions or alive masks that no model reads)."""
+    return exp.test_env.full_observation_spec
+
+
 def check_opponents(exp, source: PositionSource) -> None:
-    """The opponents' group exists and holds the configured entry and slice."""
-    if source.group is None or source.group not in exp.group_map:
+    """The opponents' group exists and holds the configured entry and slice. It is an agent
+    group, or a group of entries the environment writes for a team no BenchMARL group
+    plays (e.g. the fixed blue team of ``magent/battle``)."""
+    spec = batch_spec(exp)
+    if source.group is None or not (
+        source.group in exp.group_map or isinstance(spec.get(source.group, None), Composite)
+    ):
+        entries = sorted(k for k in spec.keys() if isinstance(spec[k], Composite) and k not in exp.group_map)
         raise ValueError(
             f"opponents.group={source.group!r} is not an agent group; groups: {sorted(exp.group_map)}"
+            + (f"; other teams in the batch: {entries}" if entries else "")
         )
-    check_source(exp.observation_spec, source.group, source, "opponents")
+    check_source(spec, source.group, source, "opponents")

@@ -24,6 +24,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+import hetplug_benchmarl.tasks  # noqa: F401  (registers task=magent/battle)
 from hetplug.config import did_you_mean
 from hetplug_benchmarl.callback import HetplugCallback
 from hetplug_benchmarl.models import CONF
@@ -55,7 +56,7 @@ def _choices() -> dict[str, list[str]]:
         {p.stem for p in (conf / "algorithm").glob("*.yaml")}
         | {p.stem for p in (CONF / "algorithm").glob("*.yaml")}
     )
-    tasks = sorted(f"{p.parent.name}/{p.stem}" for p in (conf / "task").glob("*/*.yaml"))
+    tasks = sorted({f"{p.parent.name}/{p.stem}" for root in (conf, CONF) for p in (root / "task").glob("*/*.yaml")})
     groups = sorted(p.stem for p in (CONF / "hetplug").glob("*.yaml"))
     return {"algorithm": algorithms, "task": tasks, "hetplug": groups}
 

@@ -17,8 +17,16 @@ def _vmas() -> dict[str, Callable[[], Any]]:
     return {task.name.lower(): task.get_from_yaml for task in VmasTask}
 
 
+def _magent() -> dict[str, Callable[[], Any]]:
+    """hetplug's MAgent2 battle (SHEP's own setting); BenchMARL's adversarial_pursuit is left
+    out (its two teams are two learning groups)."""
+    from hetplug_benchmarl.tasks import MAgentBattleTask
+
+    return {"battle": MAgentBattleTask.BATTLE.get_from_yaml}
+
+
 #: family name -> ``() -> {task name: () -> BenchMARL TaskClass}``
-FAMILIES: dict[str, Callable[[], dict[str, Callable[[], Any]]]] = {"vmas": _vmas}
+FAMILIES: dict[str, Callable[[], dict[str, Callable[[], Any]]]] = {"vmas": _vmas, "magent": _magent}
 
 
 def task_names() -> list[str]:

@@ -22,7 +22,7 @@ import pluggy
 
 import hetplug
 from hetplug_benchmarl.batch import reward_key
-from hetplug_benchmarl.positions import VMAS_POSITIONS, check_opponents, check_source
+from hetplug_benchmarl.positions import VMAS_POSITIONS, batch_spec, check_opponents, check_source
 from hetplug_benchmarl.wiring import GroupRun, Wiring
 
 
@@ -41,7 +41,7 @@ class SHEPWiring(Wiring):
 
     def check(self, exp, group: str) -> None:
         if self.positions is not None:
-            check_source(exp.observation_spec, group, self.positions, "positions")
+            check_source(batch_spec(exp), group, self.positions, "positions")
         if self.opponents is not None:
             check_opponents(exp, self.opponents)
 
