@@ -56,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--frames-per-batch", type=int, default=d.frames_per_batch, help="frames per iteration")
     e.add_argument("--envs", type=int, default=d.envs, help="vectorised environments")
     e.add_argument("--updates", type=int, default=d.updates, help="optimiser steps per iteration")
+    e.add_argument("--memory", type=int, default=d.memory,
+                   help=f"off-policy replay memory in frames (default {d.memory}; large observations need less)")  # fmt: skip
     e.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="episodes per evaluation")
     e.add_argument("--eval-every", type=int, default=d.eval_every, help="iterations between evaluations")
     e.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where each run trains")
@@ -144,7 +146,7 @@ def _compare(args: argparse.Namespace, metric: Metric) -> int:
     out = Path(args.out or "results/compare")
     try:
         settings = Settings(frames=args.frames, frames_per_batch=args.frames_per_batch, envs=args.envs,
-                            updates=args.updates, eval_episodes=args.eval_episodes, eval_every=args.eval_every,
+                            updates=args.updates, memory=args.memory, eval_episodes=args.eval_episodes, eval_every=args.eval_every,
                             device=args.device)  # fmt: skip
         grid = make_grid(args.task or "vmas/navigation", args.algorithm, args.plugins, seeds=args.seeds,
                          sets=args.sets, model=args.model, settings=settings)  # fmt: skip

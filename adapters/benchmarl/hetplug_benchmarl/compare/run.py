@@ -74,7 +74,7 @@ def experiment_config(run: RunSpec, folder: str | Path):
     cfg.off_policy_n_envs_per_worker = cfg.on_policy_n_envs_per_worker = s.envs
     cfg.off_policy_n_optimizer_steps = s.updates
     cfg.off_policy_train_batch_size = 256
-    cfg.off_policy_memory_size = 100_000
+    cfg.off_policy_memory_size = s.memory
     cfg.on_policy_minibatch_size = min(200, s.frames_per_batch)
     cfg.on_policy_n_minibatch_iters = max(1, s.updates * cfg.on_policy_minibatch_size // s.frames_per_batch)
     return cfg
@@ -143,7 +143,10 @@ def run_one(run: RunSpec, folder: str | Path | None = None, outputs=None) -> dic
 
     if run.settings.device == "cpu":
         torch.set_num_threads(1)  # many runs share the machine's cores (FACTS.md: threads)
-    quiet, os.environ["TQDM_DISABLE"] = os.environ.get("TQDM_DISABLE"), "1"  # the driver prints one line per run
+    quiet, os.environ["TQDM_DISABLE"] = (
+        os.environ.get("TQDM_DISABLE"),
+        "1",
+    )  # the driver prints one line per run
     try:
         with tempfile.TemporaryDirectory(prefix="hetplug-compare-") as tmp:
             folder = Path(folder if folder is not None else tmp)

@@ -68,6 +68,8 @@ class Settings:
     """vectorised environments"""
     updates: int = 40
     """optimiser steps per iteration (on-policy: minibatches of 200 per iteration, as the demo)"""
+    memory: int = 100_000
+    """off-policy replay memory, in frames"""
     eval_episodes: int = 10
     """evaluation episodes per evaluation (their returns are the json's ``return``)"""
     eval_every: int = 1
@@ -76,7 +78,15 @@ class Settings:
     """``cpu`` or ``cuda`` (sampling, training and buffers)"""
 
     def __post_init__(self) -> None:
-        for name in ("frames", "frames_per_batch", "envs", "updates", "eval_episodes", "eval_every"):
+        for name in (
+            "frames",
+            "frames_per_batch",
+            "envs",
+            "updates",
+            "memory",
+            "eval_episodes",
+            "eval_every",
+        ):
             if getattr(self, name) < 1:
                 raise SpecError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.frames_per_batch % self.envs:
@@ -150,6 +160,8 @@ class Grid:
 
     def run(self, variant: Variant, seed: int) -> RunSpec:
         options = {p: dict(self.options[p]) for p in variant.plugins if p in self.options}
+        if variant.plugins:  # the configuration's top-level keys (where positions are, ...)
+            options.update({k: self.options[k] for k in HOST_KEYS if k in self.options})
         for plugin, defaults in default_options(variant.plugins, self.settings).items():
             options[plugin] = {**defaults, **options.get(plugin, {})}
         return RunSpec(self.task, variant, seed, self.model, self.settings, options)
@@ -170,9 +182,14 @@ _YamlLoader.add_implicit_resolver(
 )
 
 
+#: top-level keys of hetplug's configuration that ``--set`` also accepts (``positions.key=position``)
+HOST_KEYS = ("positions", "opponents", "replay_window")
+
+
 def parse_sets(items: Iterable[str]) -> dict[str, dict[str, Any]]:
     """``["shep.group_her=false", "hetdps.cvae.epochs=2"]`` -> ``{"shep": {"group_her": False},
     "hetdps": {"cvae": {"epochs": 2}}}``. Values are read as YAML (``[4, 4]``, ``1e-3``, ``null``).
+    ``positions.*`` and ``opponents.*`` set the configuration's top-level keys.
     """
     options: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -266,6 +283,8 @@ def make_grid(
     options = parse_sets(sets)
     used = sorted({p for v in parsed for p in v.plugins})
     for plugin in options:
+        if plugin in HOST_KEYS:
+            continue  # positions, opponents, replay_window: every variant with plugins gets them
         if plugin not in used:
             where = f"; --set applies to the variants' plugins: {', '.join(used)}" if used else ""
             raise SpecError(
