@@ -68,10 +68,15 @@ def machine(device: torch.device) -> dict[str, object]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
-        "command": " ".join(
-            [env, "python", *[Path(a).name if i == 0 else a for i, a in enumerate(sys.argv)]]
-        ).strip(),
+        "command": " ".join([env, "python", _script(), *sys.argv[1:]]).strip(),
     }
+
+
+def _script() -> str:
+    """The running script's path relative to the repository root (benchmarks/<name>.py)."""
+    script = Path(sys.argv[0]).resolve()
+    root = Path(__file__).resolve().parents[1]
+    return str(script.relative_to(root)) if script.is_relative_to(root) else script.name
 
 
 def emit(result: dict, args: argparse.Namespace) -> None:
