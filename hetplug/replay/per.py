@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from hetplug._checks import check_range
+from hetplug._checks import check_range, check_tensor
 from hetplug.hookspecs import hookimpl
 from hetplug.replay.sampler import PrioritizedSampler, SamplerConfig
 from hetplug.types import HostSpec, SampleResult, TrajectoryBatch
@@ -57,8 +57,15 @@ def check_td_update(
     mask: torch.Tensor | None,
     max_steps: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a priority update; returns ``|TD|`` as ``[B, max_steps]`` and device indices."""
-    sampler.check_indices(indices)
+    """Validate a priority update; returns ``|TD|`` as ``[B, max_steps]`` and device indices.
+
+    Shapes are always checked (no host synchronisation); index ranges and finiteness only
+    with the sampler's ``check_inputs`` (each costs a synchronisation on a GPU).
+    """
+    if sampler.config.check_inputs:
+        sampler.check_indices(indices)
+    else:
+        check_tensor("indices", indices, 1)
     if not isinstance(td_error, torch.Tensor) or td_error.dim() not in (2, 3):
         raise ValueError(
             f"td_error must be a [B, T] or [B, T, N] tensor, got {getattr(td_error, 'shape', type(td_error))}"

@@ -52,6 +52,7 @@ class SHEPPlugin:
             beta_steps=c.is_beta_steps,
             max_probability=c.max_probability,
             weight_normalization=c.weight_normalization,
+            check_inputs=c.check_inputs,
         )
         self.sampler = PrioritizedSampler(spec.capacity, sampler_cfg, device=spec.device)
         shape = (spec.capacity, spec.max_steps)
