@@ -68,6 +68,8 @@ def machine(device: torch.device) -> dict[str, object]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
+        # Other work on a shared machine inflates wall times (ratios suffer less).
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "command": " ".join([env, "python", _script(), *sys.argv[1:]]).strip(),
     }
 

@@ -58,6 +58,7 @@ else
   OUT="$ROOT/benchmarks/results/gpu/$(date -u +%Y%m%d-%H%M)_${NAME:-unknown}_torch${TORCH:-unknown}"
 fi
 mkdir -p "$OUT"
+OUT="${OUT#"$ROOT"/}"  # relative (we are in ROOT): the recorded commands stay machine-independent
 STEPS="$OUT/steps.jsonl"
 : > "$STEPS"
 [[ -f "$ROOT/.gpu-install.log" && $DRY == 0 ]] && cp "$ROOT/.gpu-install.log" "$OUT/install.log"
