@@ -196,11 +196,12 @@ class PrioritizedSampler:
             if not bool(ok):
                 check_finite_nonnegative("priorities", priorities)
                 self.check_indices(indices)
-        # Keep the last occurrence of each index (sort is stable).
+        # The last occurrence of each index wins (the sort is stable): every copy of an index
+        # gets the value of the last one in its run, so the writes agree whatever their
+        # order, and no data-dependent shape (a host synchronisation on a GPU) is needed.
         order_idx, perm = torch.sort(indices, stable=True)
-        last = torch.ones_like(order_idx, dtype=torch.bool)
-        last[:-1] = order_idx[1:] != order_idx[:-1]
-        self._write(order_idx[last], priorities[perm[last]])
+        run_end = torch.searchsorted(order_idx, order_idx, right=True) - 1
+        self._write(order_idx, priorities[perm[run_end]])
 
     def check_indices(self, indices: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``indices`` is a 1-D integer tensor of stored slots."""
@@ -228,7 +229,8 @@ class PrioritizedSampler:
         return priorities.to(self.device, self._dtype)
 
     def _write(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
-        """Set unique ``indices`` and refresh their ancestors, level by level."""
+        """Set ``indices`` (repeated ones with equal priorities) and refresh their ancestors,
+        level by level."""
         self._priorities[indices] = priorities
         self._max_priority = torch.maximum(self._max_priority, priorities.max())
         mass = priorities.pow(self.config.alpha)
