@@ -284,7 +284,11 @@ class PrioritizedSampler:
                 generator=generator,
             )
             p = probs[indices]
-            p_min = probs[probs > 0].min() if self.config.weight_normalization == "max" else None
+            p_min = (
+                torch.where(probs > 0, probs, torch.inf).amin()  # no boolean-mask indexing: no GPU sync
+                if self.config.weight_normalization == "max"
+                else None
+            )
         else:
             if self.capacity <= self.config.flat_max:
                 indices = self._flat_draw(batch_size, generator)
