@@ -173,6 +173,14 @@ def test_lattice_stencil_leaves_autograd_to_the_sparse_path():
     assert y.grad[5].item() == pytest.approx(fd.item(), rel=1e-5)
 
 
+def test_lattice_stencil_on_non_contiguous_fields():
+    """Fields given as a transposed view (not contiguous) give the same I as a copy."""
+    cells = GridCells((0, 0), (1, 1), (4, 5), contiguity="queen")
+    y = torch.rand(20, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).T
+    assert not y.is_contiguous()
+    torch.testing.assert_close(morans_i(y, cells), morans_i(y.contiguous(), _sparse_copy(cells.weights)))
+
+
 def test_grid_weights_keep_their_lattice_tag():
     cells = GridCells((0, 0), (1, 1), (4, 6), contiguity="queen")
     assert cells.weights.to("cpu").lattice == ((4, 6), "queen")

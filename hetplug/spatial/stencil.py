@@ -125,7 +125,7 @@ def _lattice_block(
     padded = padded_shape(shape)
     size = math.prod(padded)
     z = zp.view(b, *padded)[(slice(None), *(slice(0, s) for s in shape))]
-    torch.sub(values.view(b, *shape), values.mean(-1).view(b, *([1] * len(shape))), out=z)
+    torch.sub(values.reshape(b, *shape), values.mean(-1).view(b, *([1] * len(shape))), out=z)
     numerator = values.new_zeros(b)
     for k, s in enumerate(shifts):  # 0 < s < size <= zp.numel()
         torch.mul(zp[:-s], zp[s:], out=prod[:-s])  # z_i z_{i+offset}
@@ -140,8 +140,9 @@ def lattice_moran_terms(
     """``(sum_ij w_ij z_i z_j, sum_i z_i^2)``, each ``[...]``, for fields ``values [..., M]``.
 
     ``z = y - mean(y)``; ``shifts`` and ``pair_weights`` from :func:`lattice_transform`
-    (the weights in ``values``' dtype and device). Not differentiable (it writes into reused buffers). On the CPU,
-    fields go in blocks of at most ``BLOCK_BYTES`` per buffer, so the buffers stay bounded.
+    (the weights in ``values``' dtype and device). Not differentiable: it writes into
+    reused buffers. On the CPU, fields go in blocks of at most ``BLOCK_BYTES`` per buffer,
+    so the buffers stay bounded.
     """
     lead = values.shape[:-1]
     values = values.reshape(-1, values.shape[-1])
