@@ -10,7 +10,11 @@
    a distance matrix, clustering, matching and the in-place plan. Both are timed in one
    process; the ratio (target <= 1.05) is (update + hetdps work / interval) / update.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_hetdps.py [--quick] [--device cuda]
+   With ``--no-old`` left out, the pre-issue-21 path (encoder on x expanded to every agent,
+   direct-difference W2) is timed once on the same draws, with its speedup and the largest
+   difference from the new matrix (stated tolerance: 1e-5 (1 + max d) in float32).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_hetdps.py [--quick] [--no-old] [--device cuda] [--out FILE]
 
 Prints one JSON line.
 """
@@ -18,7 +22,6 @@ Prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -30,22 +33,65 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import side_by_side, timed  # noqa: E402
+from _timing import add_common_args, emit, side_by_side, timed  # noqa: E402
 
 import hetplug  # noqa: E402
-from hetplug.distance import DistanceEstimator  # noqa: E402
+from hetplug.distance import DistanceEstimator, pairwise_gaussian_w2  # noqa: E402
 from hetplug.sharing import ParameterSlots, SlotMLP  # noqa: E402
 
 
-def distance_cost(n: int, device: torch.device, fit_samples: int, repeat: int) -> dict:
+def old_distance(est: DistanceEstimator, n_samples: int = 1024) -> torch.Tensor:
+    """The pre-issue-21 path, for the before/after columns: the encoder on x expanded to
+    every agent, then the direct-difference W2 (cdist per block of samples)."""
+    n = est.n_agents
+    px, _ = est.pool.sample(n_samples, est.generator)
+    who = torch.randint(0, n, (px.shape[0],), generator=est.generator).to(px.device)
+    x = px[torch.arange(px.shape[0], device=px.device), who]
+    with torch.no_grad():
+        mu, sigma = est.model.encode(x.unsqueeze(1).expand(-1, n, -1), agent=torch.arange(n, device=x.device))
+        step = max(1, min(mu.shape[0], (1 << 24) // (n * n)))
+        total = mu.new_zeros(n, n)
+        for start in range(0, mu.shape[0], step):
+            total += pairwise_gaussian_w2(mu[start : start + step], sigma[start : start + step]).sum(0)
+    return total / mu.shape[0]
+
+
+def distance_cost(n: int, device: torch.device, fit_samples: int, repeat: int, compare_old: bool) -> dict:
     g = torch.Generator().manual_seed(n)
     x = torch.rand(max(1024, fit_samples), n, 12, generator=g).to(device)
     y = torch.rand(max(1024, fit_samples), n, 30, generator=g).to(device)
     est = DistanceEstimator(n, 12, 30, config={"epochs": 1}, fit_samples=fit_samples, device=device)
     est.add(x, y)
     fit = timed(est.fit, device)
-    times = [timed(lambda: est.distance_matrix(n_samples=1024), device) for _ in range(repeat)]
-    return {"n_agents": n, "distance_s": statistics.median(times), "fit_one_epoch_s": fit}
+    est.distance_matrix(n_samples=1024)  # warm-up
+    times, cpu = [], []
+    for _ in range(repeat):
+        c = time.process_time()
+        times.append(timed(lambda: est.distance_matrix(n_samples=1024), device))
+        cpu.append(time.process_time() - c)
+    out = {
+        "n_agents": n,
+        "distance_s": statistics.median(times),
+        "distance_cpu_s": statistics.median(cpu),
+        "fit_one_epoch_s": fit,
+    }
+    if compare_old:
+        # Same draws for both: the estimator's generator is rewound before each.
+        state = est.generator.get_state()
+        c = time.process_time()
+        old_s = timed(lambda: out.update(old=old_distance(est)), device)
+        old_cpu = time.process_time() - c
+        est.generator.set_state(state)
+        new = est.distance_matrix(n_samples=1024)
+        old = out.pop("old")
+        out.update(
+            old_distance_s=old_s,
+            old_distance_cpu_s=old_cpu,
+            speedup_vs_old=old_s / out["distance_s"],
+            max_abs_diff_vs_old=float((new - old).abs().max()),
+            max_distance=float(old.max()),
+        )
+    return out
 
 
 def rollout(
@@ -117,7 +163,8 @@ def amortised_cost(
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--device", default="cpu")
+    add_common_args(p)
+    p.add_argument("--no-old", action="store_true", help="skip the pre-issue-21 path (15-25 s at N = 1000)")
     p.add_argument("--interval", type=int, default=100)
     p.add_argument("--ppo-epochs", type=int, default=5)
     p.add_argument("--fit-samples", type=int, default=512)
@@ -126,17 +173,41 @@ def main() -> None:
     torch.manual_seed(0)
     sizes = [10, 100] if args.quick else [10, 100, 1000]
     t = time.perf_counter()
+    distance = [
+        distance_cost(n, device, 256 if n >= 1000 else args.fit_samples // 8, 3, not args.no_old)
+        for n in sizes
+    ]
     out = {
+        "benchmark": "hetdps",
         "device": str(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "distance": [distance_cost(n, device, 256 if n >= 1000 else args.fit_samples // 8, 3) for n in sizes],
+        "distance": distance,
         "amortised": amortised_cost(
             device, args.interval, args.ppo_epochs, 2 if args.quick else 3, args.fit_samples
         ),
     }
+    big = distance[-1]
+    out["summary"] = [
+        {"measure": f"distance matrix, N = {big['n_agents']}, 1024 samples, wall", "value": big["distance_s"],
+         "unit": "s", "target": "<= 1", "met": big["distance_s"] <= 1.0},
+        {"measure": f"distance matrix, N = {big['n_agents']}, 1024 samples, CPU time", "value": big["distance_cpu_s"],
+         "unit": "s", "target": "<= 1", "met": big["distance_cpu_s"] <= 1.0},
+    ]  # fmt: skip
+    if "speedup_vs_old" in big:
+        out["summary"] += [
+            {"measure": f"distance matrix, N = {big['n_agents']}, speedup vs the old path (same run)",
+             "value": big["speedup_vs_old"], "unit": "x", "target": None, "met": None},
+            {"measure": "max |new - old| (stated tolerance 1e-5 (1 + max d))", "value": big["max_abs_diff_vs_old"],
+             "unit": "", "target": f"<= {1e-5 * (1 + big['max_distance']):.2g}",
+             "met": big["max_abs_diff_vs_old"] <= 1e-5 * (1 + big["max_distance"])},
+        ]  # fmt: skip
+    out["summary"].append(
+        {"measure": f"hetdps amortised ratio (interval {args.interval})", "value": out["amortised"]["ratio"],
+         "unit": "x", "target": "<= 1.05", "met": out["amortised"]["ratio"] <= 1.05}
+    )  # fmt: skip
     out["bench_s"] = time.perf_counter() - t
-    print(json.dumps(out))
+    emit(out, args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# ../shared next to the checkout; a git worktree one level deeper (e.g. wt/<name>) finds it
+# further up.
+SHARED = next(
+    (p / "shared" for p in REPO.parents if (p / "shared" / "oracles").is_dir()), REPO.parent / "shared"
+)
 
 DEVICES = [
     "cpu",

@@ -65,7 +65,11 @@ class CVAE(nn.Module):
             # All agents start identical (distance 0); only differences in their data move
             # their embeddings apart, so agents of one type stay close.
             nn.init.zeros_(self.agent_embedding.weight)
-        self.enc = nn.Sequential(nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 2 * z))
+        # In-place ReLUs (on fresh sums and Linear outputs, so autograd is unaffected): the
+        # distance pass runs this on [S, N, h], S x N = 10^6 rows at N = 1000.
+        self.enc = nn.Sequential(
+            nn.ReLU(inplace=True), nn.Linear(h, h), nn.ReLU(inplace=True), nn.Linear(h, 2 * z)
+        )
         self.dec = nn.Sequential(
             nn.Linear(z + x_dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, y_dim)
         )

@@ -137,9 +137,10 @@ class DistanceEstimator:
             if y is not None:
                 raise ValueError("model-free distances take x only (y is what the CVAE predicts)")
             if x is None:
-                px, _ = self.pool.sample(n_samples, self.generator)
-                who = torch.randint(0, n, (px.shape[0],), generator=self.generator).to(self.device)
-                x = px[torch.arange(px.shape[0], device=self.device), who]
+                # Only the chosen agent's x of each step is read (not every agent's x and y).
+                rows = self.pool.rows(n_samples, self.generator)
+                who = torch.randint(0, n, (rows.shape[0],), generator=self.generator).to(self.device)
+                x = self.pool.x[rows, who]
             check_tensor("x", x, (2, 3))
             if x.shape[-1] != self.pool.x_dim or (x.dim() == 3 and x.shape[1] != n):
                 raise ValueError(
@@ -147,15 +148,28 @@ class DistanceEstimator:
                 )
             x = x.to(self.device).float()
             if x.dim() == 2:
-                x = x.unsqueeze(1).expand(-1, n, -1)
-            agent = torch.arange(n, device=self.device)
-            return self.model.encode(x, agent=agent)
+                # Shared by all agents: the first layer reads x once per sample and adds every
+                # agent's embedding by broadcasting ([S, 1, h] + [N, h]).
+                x = x.unsqueeze(1)
+            return self._encode_in_blocks(x, None)
         if (x is None) != (y is None):
             raise ValueError("model-based distances need both x and y (or neither, to use the pool)")
         if x is None:
             x, y = self.pool.sample(n_samples, self.generator)
         self.pool.check(x, y)
-        return self.model.encode(x.to(self.device).float(), y=y.to(self.device).float())
+        return self._encode_in_blocks(x.to(self.device).float(), y.to(self.device).float())
+
+    def _encode_in_blocks(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every agent's ``(mu, sigma) [S, N, Z]``: one encoder pass over all agents and samples,
+        in blocks of samples of about 2^15 rows on the CPU (cache-sized intermediates)."""
+        s, n, z = x.shape[0], self.n_agents, self.config.latent_dim
+        block = s if self.device.type != "cpu" else max(1, min(s, (1 << 15) // n))
+        agent = torch.arange(n, device=self.device) if self.mode == "model_free" else None
+        mu, sigma = x.new_empty(s, n, z), x.new_empty(s, n, z)
+        for start in range(0, s, block):
+            rows = slice(start, start + block)
+            mu[rows], sigma[rows] = self.model.encode(x[rows], y=None if y is None else y[rows], agent=agent)
+        return mu, sigma
 
     @torch.no_grad()
     def distance_matrix(

@@ -67,11 +67,15 @@ class SamplePool:
         self, n: int | None = None, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` random stored steps (all of them, shuffled, when ``n`` is None or larger)."""
+        rows = self.rows(n, generator)
+        return self.x[rows], self.y[rows]
+
+    def rows(self, n: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The slots :meth:`sample` would read (same draw), for reading a part of each step."""
         if self.size == 0:
             raise ValueError("the sample pool is empty: add samples before fitting or measuring")
         n = self.size if n is None else min(n, self.size)
-        rows = torch.randperm(self.size, generator=generator, device="cpu")[:n].to(self.x.device)
-        return self.x[rows], self.y[rows]
+        return torch.randperm(self.size, generator=generator, device="cpu")[:n].to(self.x.device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"x": self.x[: self.size].clone(), "y": self.y[: self.size].clone(), "cursor": self.cursor}

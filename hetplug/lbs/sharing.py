@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from hetplug._checks import check_choice, check_int, check_range, config_from_dict
-from hetplug.replay.large_batch import WEIGHTINGS, large_batch_select
+from hetplug.replay.large_batch import WEIGHTINGS, draw_with_weights
 from hetplug.types import SampleResult
 
 TDFunction = Callable[[torch.Tensor, torch.Tensor], Any]
@@ -119,6 +119,8 @@ class LargeBatchSharing:
         # p1 priorities per (agent, slot), only used with p1="prioritized".
         self._p1 = torch.zeros(n_agents, capacity, dtype=torch.float64, device=self.device)
         self._p1_max = torch.ones((), dtype=torch.float64, device=self.device)
+        self._rows = _rows(n_agents, self.device)  # [M, 1] learner ids
+        self._sources: dict[int, torch.Tensor] = {}  # B -> [K] owner of each large-batch item
         self.last_metrics: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -177,7 +179,7 @@ class LargeBatchSharing:
             flat = torch.randint(M * self._size, (M, B), generator=generator, device=dev)
             sources, slots = flat // self._size, flat % self._size
             ones = torch.ones(M, B, device=dev)
-            self.last_metrics = {"lbs/shared_fraction": (sources != _rows(M, dev)).float().mean()}
+            self.last_metrics = {"lbs/shared_fraction": (sources != self._rows).float().mean()}
             return SampleResult(slots, ones, ones / (M * self._size), sources)
         if td_fn is None:
             raise ValueError(
@@ -195,7 +197,9 @@ class LargeBatchSharing:
             slots_mb = torch.multinomial(p1, B, replacement=True, generator=generator)
             p_min = torch.where(p1 > 0, p1, torch.inf).amin(-1, keepdim=True)
             w1 = ((p1.gather(-1, slots_mb) / p_min) ** -c.p1_beta).reshape(K)
-        sources = _rows(M, dev).expand(M, B).reshape(K)
+        if B not in self._sources:
+            self._sources[B] = self._rows.expand(M, B).reshape(K)
+        sources = self._sources[B]
         slots = slots_mb.reshape(K)
 
         # 3: every learner's TD on every candidate.
@@ -212,12 +216,15 @@ class LargeBatchSharing:
         mask = self._budget_mask(sources, M, K, generator) if budgeted else None
         # td was validated above; with eps > 0 (or uniform) every row has positive mass, since
         # a learner's own items are always allowed, so only eps = 0 needs the zero-row check.
-        recheck = c.check_inputs and c.eps == 0 and c.priority != "uniform"
-        pick, weights = large_batch_select(pri, B, c.weighting, generator, mask, check_inputs=recheck)
-        allowed = (
-            pri if mask is None else torch.where(mask, pri, torch.zeros((), dtype=pri.dtype, device=dev))
-        )
-        probs = allowed.gather(-1, pick) / allowed.sum(-1, keepdim=True)
+        allowed = pri if mask is None else pri.masked_fill(~mask, 0.0)
+        if (
+            c.check_inputs
+            and c.eps == 0
+            and c.priority != "uniform"
+            and not bool((allowed.sum(-1) > 0).all())
+        ):
+            raise ValueError("priorities are all zero (or masked) in at least one row: nothing can be drawn")
+        pick, weights, probs = draw_with_weights(allowed, B, c.weighting, generator, mask)
         if w1 is not None:
             weights = weights * w1[pick]
         cols = torch.arange(K, device=dev)
@@ -233,7 +240,7 @@ class LargeBatchSharing:
             self._p1_max = torch.maximum(self._p1_max, own.max())
         sel_sources = sources[pick]
         self.last_metrics = {
-            "lbs/shared_fraction": (sel_sources != _rows(M, dev)).float().mean(),
+            "lbs/shared_fraction": (sel_sources != self._rows).float().mean(),
             "lbs/td_large_batch": absd.mean(),
             "lbs/td_selected": absd.gather(-1, pick).mean(),
         }
@@ -268,7 +275,7 @@ class LargeBatchSharing:
         self, sources: torch.Tensor, M: int, K: int, generator: torch.Generator | None
     ) -> torch.Tensor:
         """``[M, K]``: own items plus ``budget`` random foreign ones per learner."""
-        own = sources.unsqueeze(0) == _rows(M, self.device)
+        own = sources.unsqueeze(0) == self._rows
         scores = torch.rand(M, K, generator=generator, device=self.device)
         scores = scores.masked_fill(own, -1.0)  # own items never use the budget
         chosen = scores.topk(self.config.budget, dim=-1).indices

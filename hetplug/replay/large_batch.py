@@ -62,13 +62,28 @@ def large_batch_select(
         if not bool((p >= 0).all()):
             raise ValueError(f"priorities must be >= 0, got a minimum of {p.min().item()}")
         raise ValueError("priorities are all zero (or masked) in at least one row: nothing can be drawn")
+    indices, weights, _ = draw_with_weights(p, batch_size, weighting, generator, mask)
+    return indices, weights.to(priorities.dtype if priorities.is_floating_point() else torch.float32)
+
+
+def draw_with_weights(
+    p: torch.Tensor,
+    batch_size: int,
+    weighting: str,
+    generator: torch.Generator | None,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The unchecked core of :func:`large_batch_select` on float priorities ``p [M, K]`` with
+    masked items already zeroed: ``(indices, weights, probabilities)``, each ``[M, B]``."""
     indices = torch.multinomial(p, batch_size, replacement=True, generator=generator)
     chosen = p.gather(-1, indices)
+    total = p.sum(-1, keepdim=True)
     if weighting == "mean":
+        # LBS's w_k = 1 / (K p2_k) = mean(P) / P_k (LaBER's "mean" normalisation).
         allowed = p.shape[-1] if mask is None else mask.sum(-1, keepdim=True).to(p.dtype)
-        weights = p.sum(-1, keepdim=True) / allowed / chosen
+        weights = total / allowed / chosen
     else:
         weights = 1.0 / chosen
         if weighting == "max":
             weights = weights / weights.amax(-1, keepdim=True)
-    return indices, weights.to(priorities.dtype if priorities.is_floating_point() else torch.float32)
+    return indices, weights, chosen / total

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from hetplug._checks import check_range
+from hetplug._checks import check_range, check_tensor
 from hetplug.hookspecs import hookimpl
 from hetplug.replay.sampler import PrioritizedSampler, SamplerConfig
 from hetplug.state import read_versioned, versioned
@@ -45,8 +45,8 @@ class PERConfig:
     """IS weight normalisation: ``"max"`` (buffer, PER), ``"batch"`` or ``"none"``."""
     eps: float = 1e-6
     """Added to |TD| so that no item is starved."""
-    fanout: int = 32
-    """Sum-tree children per node (see :class:`~hetplug.replay.SamplerConfig`)."""
+    fanout: int | None = None
+    """Sum-tree children per node; None picks one from the capacity (see :class:`~hetplug.replay.SamplerConfig`)."""
     flat_max: int = 16384
     """Up to this capacity draws scan the flat masses (see :class:`~hetplug.replay.SamplerConfig`)."""
     check_inputs: bool = True
@@ -111,8 +111,15 @@ def check_td_update(
     mask: torch.Tensor | None,
     max_steps: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a priority update; returns ``|TD|`` as ``[B, max_steps]`` and device indices."""
-    sampler.check_indices(indices)
+    """Validate a priority update; returns ``|TD|`` as ``[B, max_steps]`` and device indices.
+
+    Shapes are always checked (no host synchronisation); index ranges and finiteness only
+    with the sampler's ``check_inputs`` (each costs a synchronisation on a GPU).
+    """
+    if sampler.config.check_inputs:
+        sampler.check_indices(indices)
+    else:
+        check_tensor("indices", indices, 1)
     if not isinstance(td_error, torch.Tensor) or td_error.dim() not in (2, 3):
         raise ValueError(
             f"td_error must be a [B, T] or [B, T, N] tensor, got {getattr(td_error, 'shape', type(td_error))}"
@@ -141,7 +148,7 @@ class PERPlugin:
         self.config = config or PERConfig()
         self.spec: HostSpec | None = None
         self.sampler: PrioritizedSampler | None = None
-        self.env_steps = 0  # valid steps collected: the IS exponent's schedule
+        self.env_steps: torch.Tensor | int = 0  # valid steps collected (a device tensor): the IS exponent's schedule
 
     @hookimpl
     def hetplug_configure(self, spec: HostSpec) -> None:
@@ -153,9 +160,9 @@ class PERPlugin:
         sampler = self._require_sampler()
         if self.spec.rollout_storage:
             sampler.clear()  # the host stores only this collection
-        self.env_steps += int(batch.mask.sum())  # one host sync per collected batch
+        self.env_steps = self.env_steps + batch.mask.sum()  # stays on the device: no host sync
         if self.config.is_beta_steps == 0 and self.spec.total_env_steps:
-            sampler.set_progress(min(1.0, self.env_steps / self.spec.total_env_steps))
+            sampler.set_progress(self.env_steps / self.spec.total_env_steps)
 
     @hookimpl
     def hetplug_replay_add(self, batch: TrajectoryBatch) -> torch.Tensor:
@@ -192,7 +199,7 @@ class PERPlugin:
         return self.sampler
 
     def state_dict(self) -> dict[str, Any]:
-        return versioned({"sampler": self._require_sampler().state_dict(), "env_steps": self.env_steps})
+        return versioned({"sampler": self._require_sampler().state_dict(), "env_steps": int(self.env_steps)})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         state = read_versioned(state, "per")

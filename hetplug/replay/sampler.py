@@ -8,6 +8,7 @@ synchronisations are the input checks (switch them off with ``check_inputs=False
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,12 +43,15 @@ class SamplerConfig:
     weight_normalization: str = "max"
     """``"max"``: divide by the largest weight in the buffer (PER, weights <= 1);
     ``"batch"``: by the largest in the batch; ``"none"``: raw ``(N p_i)^-beta``."""
-    fanout: int = 32
-    """Children per tree node; 16-64 suits CPUs and GPUs."""
+    fanout: int | None = None
+    """Children per tree node. None: a power of two near sqrt(capacity / 256), between 16
+    and 1024 (64 for 1e6 items), which balances the per-draw work on ``[batch, fanout]``
+    rows against the flat scan of the top level."""
     flat_max: int = 16384
     """Up to this capacity a draw scans the flat masses (one cumsum and searchsorted) and a
     write rebuilds the tree's upper levels whole; both beat the tree walk for small
-    buffers (trajectory slots). Larger buffers use the tree. 0: always the tree."""
+    buffers (trajectory slots). Larger buffers use the tree, whose top level (at most
+    ``flat_max`` nodes) is scanned the same way. 0: always the full tree."""
     check_inputs: bool = True
     """Validate priorities and indices (one host synchronisation per call)."""
 
@@ -59,7 +63,8 @@ class SamplerConfig:
         if self.max_probability is not None:
             check_range("max_probability", self.max_probability, 0.0, 1.0, low_open=True)
         check_choice("weight_normalization", self.weight_normalization, ("max", "batch", "none"))
-        check_int("fanout", self.fanout, 2)
+        if self.fanout is not None:
+            check_int("fanout", self.fanout, 2)
         check_int("flat_max", self.flat_max, 0)
 
 
@@ -99,19 +104,21 @@ class PrioritizedSampler:
         self._cursor = 0
         self._sample_calls = 0
         self._progress = 0.0
-        k = self.config.fanout
+        k = self.config.fanout or min(1024, max(16, 1 << round(math.log2(max(1.0, capacity / 256)) / 2)))
+        self._fanout = k
         sizes = []
         n = capacity
-        while True:
+        while True:  # up to a top level of at most flat_max nodes (or k, the root's children)
             padded = -(-n // k) * k
             sizes.append(padded)
-            if padded == k:
+            if padded == k or padded <= self.config.flat_max:
                 break
             n = padded // k
         self._sums = [torch.zeros(s, dtype=self._dtype, device=self.device) for s in sizes]
         self._mins = [torch.full((s,), torch.inf, dtype=self._dtype, device=self.device) for s in sizes]
         self._priorities = torch.zeros(capacity, dtype=self._dtype, device=self.device)
         self._max_priority = torch.ones((), dtype=self._dtype, device=self.device)
+        self._zero = torch.zeros((), dtype=self._dtype, device=self.device)
 
     # ------------------------------------------------------------------ state
     def __len__(self) -> int:
@@ -128,7 +135,7 @@ class PrioritizedSampler:
         return self._max_priority
 
     @property
-    def beta(self) -> float:
+    def beta(self) -> float | torch.Tensor:
         """The IS exponent the next ``sample`` call uses: annealed from ``beta`` to
         ``beta_final`` over ``beta_steps`` sample calls, or by the run's progress set with
         :meth:`set_progress` (when ``beta_steps`` is 0)."""
@@ -139,11 +146,15 @@ class PrioritizedSampler:
             frac = min(1.0, self._sample_calls / c.beta_steps)
         return c.beta + (c.beta_final - c.beta) * frac
 
-    def set_progress(self, fraction: float) -> None:
+    def set_progress(self, fraction: float | torch.Tensor) -> None:
         """How far the run is (0 to 1): with ``beta_steps == 0`` beta moves linearly from
-        ``beta`` to ``beta_final`` with it (hosts that know their run's length)."""
-        check_range("fraction", fraction, 0.0, 1.0)
-        self._progress = float(fraction)
+        ``beta`` to ``beta_final`` with it (hosts that know their run's length). A 0-d
+        tensor is kept as one (no host synchronisation); it is clamped into [0, 1]."""
+        if isinstance(fraction, torch.Tensor):
+            self._progress = fraction.detach().to(self.device, self._dtype).clamp(0.0, 1.0)
+        else:
+            check_range("fraction", fraction, 0.0, 1.0)
+            self._progress = float(fraction)
 
     def probabilities(self) -> torch.Tensor:
         """``[len]`` the sampling probability of every stored item (after clipping)."""
@@ -192,20 +203,19 @@ class PrioritizedSampler:
         if indices.numel() == 0:
             return
         if self.config.check_inputs:
-            ok = (
-                torch.isfinite(priorities).all()
-                & (priorities >= 0).all()
-                & (indices >= 0).all()
-                & (indices < self._size).all()
-            )
+            # NaN fails both comparisons, so this also rejects NaN and inf.
+            ok = ((priorities >= 0) & (priorities < torch.inf)).all() & (
+                (indices >= 0) & (indices < self._size)
+            ).all()
             if not bool(ok):
                 check_finite_nonnegative("priorities", priorities)
                 self.check_indices(indices)
-        # Keep the last occurrence of each index (sort is stable).
+        # The last occurrence of each index wins (the sort is stable): every copy of an index
+        # gets the value of the last one in its run, so the writes agree whatever their
+        # order, and no data-dependent shape (a host synchronisation on a GPU) is needed.
         order_idx, perm = torch.sort(indices, stable=True)
-        last = torch.ones_like(order_idx, dtype=torch.bool)
-        last[:-1] = order_idx[1:] != order_idx[:-1]
-        self._write(order_idx[last], priorities[perm[last]])
+        run_end = torch.searchsorted(order_idx, order_idx, right=True) - 1
+        self._write(order_idx, priorities[perm[run_end]])
 
     def check_indices(self, indices: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``indices`` is a 1-D integer tensor of stored slots."""
@@ -233,13 +243,14 @@ class PrioritizedSampler:
         return priorities.to(self.device, self._dtype)
 
     def _write(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
-        """Set unique ``indices`` and refresh their ancestors, level by level."""
+        """Set ``indices`` (repeated ones with equal priorities) and refresh their ancestors,
+        level by level."""
         self._priorities[indices] = priorities
         self._max_priority = torch.maximum(self._max_priority, priorities.max())
         mass = priorities.pow(self.config.alpha)
         self._sums[0][indices] = mass
         self._mins[0][indices] = torch.where(mass > 0, mass, torch.inf)
-        k = self.config.fanout
+        k = self._fanout
         if self.capacity <= self.config.flat_max:  # small tree: rebuild the upper levels whole
             for lvl in range(len(self._sums) - 1):
                 parents = self._sums[lvl].numel() // k  # the next level is padded beyond them
@@ -249,8 +260,8 @@ class PrioritizedSampler:
         node = indices
         for lvl in range(len(self._sums) - 1):
             node = node // k  # duplicates write the same value
-            self._sums[lvl + 1][node] = self._sums[lvl].view(-1, k)[node].sum(-1)
-            self._mins[lvl + 1][node] = self._mins[lvl].view(-1, k)[node].amin(-1)
+            self._sums[lvl + 1][node] = torch.index_select(self._sums[lvl].view(-1, k), 0, node).sum(-1)
+            self._mins[lvl + 1][node] = torch.index_select(self._mins[lvl].view(-1, k), 0, node).amin(-1)
 
     # ------------------------------------------------------------------ reads
     def sample(
@@ -287,22 +298,29 @@ class PrioritizedSampler:
                 generator=generator,
             )
             p = probs[indices]
-            p_min = probs[probs > 0].min() if self.config.weight_normalization == "max" else None
+            p_min = (
+                torch.where(probs > 0, probs, torch.inf).amin()  # no boolean-mask indexing: no GPU sync
+                if self.config.weight_normalization == "max"
+                else None
+            )
         else:
             if self.capacity <= self.config.flat_max:
                 indices = self._flat_draw(batch_size, generator)
+                mass = self._sums[0][indices]
             else:
-                indices = self._descend(batch_size, total, generator)
-            p = self._sums[0][indices] / total
+                indices, mass = self._descend(batch_size, total, generator)
+            p = mass / total
             p_min = self._mins[-1].amin() / total
         beta = self.beta
         self._sample_calls += 1
         n = float(self._size)
-        weights = (n * p).pow(-beta)
         if self.config.weight_normalization == "max":
-            weights = weights / (n * p_min).pow(-beta)
-        elif self.config.weight_normalization == "batch":
-            weights = weights / weights.max()
+            # Eq. (7) over the buffer's largest weight: (N p)^-beta / (N p_min)^-beta.
+            weights = (p / p_min).pow(-beta)
+        else:
+            weights = (n * p).pow(-beta)
+            if self.config.weight_normalization == "batch":
+                weights = weights / weights.max()
         return SampleResult(indices=indices, weights=weights, probabilities=p)
 
     def _flat_draw(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -316,20 +334,32 @@ class PrioritizedSampler:
 
     def _descend(
         self, batch_size: int, total: torch.Tensor, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        k = self.config.fanout
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Leaves drawn by a walk down the sum tree, and their masses: ``([B], [B])``.
+
+        The top level is scanned flat (one cumsum over it, shared by the batch); each level
+        below is about nine ops on ``[B, fanout]`` rows. At each step u is kept in
+        ``[0, mass below)``: rounding (a parent's sum and its children's cumulative sum can
+        differ in the last bit) can neither step past the last child with mass nor land on
+        an empty child.
+        """
+        k = self._fanout
         u = torch.rand(batch_size, generator=generator, device=self.device, dtype=self._dtype) * total
-        node = torch.zeros(batch_size, dtype=torch.long, device=self.device)
-        for lvl in range(len(self._sums) - 1, -1, -1):
-            children = self._sums[lvl].view(-1, k)[node]  # [B, k]
+        top = self._sums[-1]
+        cum = top.cumsum(0)
+        u = torch.clamp(u, self._zero, torch.nextafter(cum[-1], self._zero))
+        node = torch.searchsorted(cum, u, right=True)
+        mass = top[node]
+        u = u - (cum[node] - mass)
+        for lvl in range(len(self._sums) - 2, -1, -1):
+            children = torch.index_select(self._sums[lvl].view(-1, k), 0, node)  # [B, k]
             cum = children.cumsum(-1)
-            choice = torch.searchsorted(cum, u.unsqueeze(-1), right=True).squeeze(-1)
-            # Rounding can push u past the subtree mass: fall back to the last non-empty child.
-            last_nonempty = (k - 1) - (children > 0).flip(-1).to(torch.uint8).argmax(-1)
-            choice = torch.minimum(choice, last_nonempty)
-            u = u - (cum - children).gather(-1, choice.unsqueeze(-1)).squeeze(-1)
-            node = node * k + choice
-        return node
+            u = torch.clamp(u, self._zero, torch.nextafter(cum[:, -1], self._zero))
+            choice = torch.searchsorted(cum, u.unsqueeze(-1), right=True)  # [B, 1]
+            mass = children.gather(-1, choice).squeeze(-1)
+            u = u - (cum.gather(-1, choice).squeeze(-1) - mass)
+            node = torch.add(choice.squeeze(-1), node, alpha=k)
+        return node, mass
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
@@ -341,7 +371,7 @@ class PrioritizedSampler:
             "size": self._size,
             "cursor": self._cursor,
             "sample_calls": self._sample_calls,
-            "progress": self._progress,
+            "progress": float(self._progress),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

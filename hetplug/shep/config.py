@@ -83,6 +83,9 @@ class SHEPConfig:
     """Clip each trajectory's sampling probability p_i at this value (section 4.3)."""
     weight_normalization: str = "max"
     """IS weight normalisation: ``"max"`` (buffer), ``"batch"`` or ``"none"``."""
+    check_inputs: bool = True
+    """Validate priorities, indices and TD errors (one host synchronisation per call);
+    False once a pipeline is trusted, e.g. on a GPU."""
 
     # --- intrinsic reward (Algorithm 1 line 8) -------------------------------------
     intrinsic_reward: bool = True

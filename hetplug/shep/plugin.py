@@ -43,7 +43,7 @@ class SHEPPlugin:
         self.cells = cells or GridCells(c.grid_low, c.grid_high, c.grid_shape, contiguity=c.contiguity)
         self.spec: HostSpec | None = None
         self.sampler: PrioritizedSampler | None = None
-        self.env_steps = 0  # valid steps collected: the intrinsic-reward and IS-exponent schedules
+        self.env_steps: torch.Tensor | int = 0  # valid steps collected (a device tensor): the schedules
         self.her_credit = 0.0  # Group-HER copies still allowed by her_max_fraction
         self._last_descriptors: tuple | None = None
 
@@ -61,6 +61,7 @@ class SHEPPlugin:
             beta_steps=c.is_beta_steps,
             max_probability=c.max_probability,
             weight_normalization=c.weight_normalization,
+            check_inputs=c.check_inputs,
         )
         self.sampler = PrioritizedSampler(spec.capacity, sampler_cfg, device=spec.device)
         shape = (spec.capacity, spec.max_steps)
@@ -88,9 +89,9 @@ class SHEPPlugin:
             coef_d, coef_i = self.intrinsic_coefficients()
             score = scoring.situation_score(desc, c.alpha, c.beta, c.eta)
             intrinsic = scoring.intrinsic_reward(score, desc.moran, coef_d, coef_i, start) * valid
-        self.env_steps += int(batch.mask.sum())  # one host sync per collected batch
+        self.env_steps = self.env_steps + batch.mask.sum()  # stays on the device: no host sync
         if c.is_beta_steps == 0 and self.spec.total_env_steps:
-            sampler.set_progress(min(1.0, self.env_steps / self.spec.total_env_steps))
+            sampler.set_progress(self.env_steps / self.spec.total_env_steps)
         extra = self._group_her(batch, desc, delta, shift, start) if c.group_her else None
         n_valid = valid.sum().clamp_min(1)
         metrics = {
@@ -225,12 +226,16 @@ class SHEPPlugin:
         return priority_metrics("shep", self._require_sampler())
 
     # ------------------------------------------------------------------ helpers
-    def intrinsic_coefficients(self) -> tuple[float, float]:
-        """(beta_t, eta_t) of the intrinsic reward at the current number of env steps."""
+    def intrinsic_coefficients(self) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+        """(beta_t, eta_t) of the intrinsic reward at the current number of env steps (0-d
+        tensors once steps were counted: no host synchronisation)."""
         c = self.config
-        frac = 1.0 if c.intrinsic_anneal_steps == 0 else min(1.0, self.env_steps / c.intrinsic_anneal_steps)
         d0, d1 = c.intrinsic_delta_coef
         m0, m1 = c.intrinsic_moran_coef
+        if c.intrinsic_anneal_steps == 0:
+            return d1, m1
+        frac = self.env_steps / c.intrinsic_anneal_steps
+        frac = frac.clamp(max=1.0) if isinstance(frac, torch.Tensor) else min(1.0, frac)
         return d0 + (d1 - d0) * frac, m0 + (m1 - m0) * frac
 
     def _descriptors(self, batch: TrajectoryBatch) -> tuple[scoring.Descriptors, torch.Tensor, torch.Tensor]:
@@ -358,7 +363,7 @@ class SHEPPlugin:
                 "episodes": self._episodes.clone(),
                 "min_mass": self._min_mass.clone(),
                 "max_td": self._max_td.clone(),
-                "env_steps": self.env_steps,
+                "env_steps": int(self.env_steps),
                 "her_credit": self.her_credit,
                 "reward_scale": self._reward_scale.clone(),
             }

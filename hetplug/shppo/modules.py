@@ -95,13 +95,17 @@ class HeteLayer(nn.Module):
     ``b_decoder`` turn it into ``w_i`` (``[in, out]``) and ``b_i`` (``[out]``).
 
     ``latent`` is either ``[..., n, L]`` like ``x`` (a latent per row, as in training) or
-    ``[n, L]`` / any shape that broadcasts against ``x``'s leading dims (a latent per
-    agent shared by a batch, e.g. a fixed team at evaluation). In the second case each
-    agent's weight is generated once and applied to all its rows by one batched matmul.
+    ``[n, L]`` / any shape that broadcasts against ``x``'s leading dims, or an expanded
+    (stride 0) view (a latent per agent shared by a batch, e.g. a fixed team at
+    evaluation). Then each distinct latent's weight is generated once, and x's rows,
+    grouped by latent, go through one batched matmul; no weight is copied per row.
 
     Per-row latents cost about ``decoder_hidden`` times a plain Linear: generating ``w_i``
     reads all ``decoder_hidden * in * out`` weights of ``w_decoder`` for every row, which no
-    reordering of the products avoids (see benchmarks/bench_shppo.py and the README).
+    reordering of the products avoids (see benchmarks/bench_shppo.py and the README). With
+    G distinct latents the generation costs ``G * decoder_hidden * in * out`` multiply-adds
+    in each of the forward and the two backward products: below
+    ``min(G, rows) * decoder_hidden * in * out`` no ordering of the products goes.
     """
 
     def __init__(
@@ -147,23 +151,44 @@ class HeteLayer(nn.Module):
             ) from None
         if lead != lead_x:
             raise ValueError(f"latent's leading dims {tuple(lead_l)} would enlarge x's {tuple(lead_x)}")
-        if lead_l != lead_x and lead_x[len(lead_x) - len(lead_l) :] != lead_l:
-            latent = latent.expand(*lead_x, self.latent_dim)  # e.g. [B, 1, L]: one per row after all
-            lead_l = lead_x
+        # The latent's distinct entries: a dim of size 1, missing, or expanded (stride 0)
+        # reuses one latent across x's rows, so its weight is generated once, not per row.
+        latent = latent.reshape((1,) * (len(lead_x) - len(lead_l)) + tuple(lead_l) + (self.latent_dim,))
+        shared = [k for k in range(len(lead_x)) if latent.shape[k] == 1 or latent.stride(k) == 0]
+        if not shared or all(lead_x[k] == 1 for k in shared):
+            return self._per_row(x, latent.expand(*lead_x, self.latent_dim))
+        own = [k for k in range(len(lead_x)) if k not in shared]
+        distinct = latent[tuple(slice(0, 1) if k in shared else slice(None) for k in range(len(lead_x)))]
+        d = self.decoder(distinct.reshape(-1, self.latent_dim))  # [G, h]: one code per distinct latent
+        g_shape = [lead_x[k] for k in own]
+        r_shape = [lead_x[k] for k in shared]
+        # x's rows grouped by latent, [G, R, in] (a view when the dims allow).
+        xg = x.permute(*own, *shared, -1).reshape(d.shape[0], -1, self.in_features)
+        groups, rows = xg.shape[:2]
+        bias = self.b_decoder(d).unsqueeze(1)  # b_g, [G, 1, out]
+        if rows > 8:
+            w = self.w_decoder(d).view(groups, self.in_features, self.out_features)
+        else:
+            # Few rows per weight: w_g = reshape(W_dec d_g) + B (B the head's bias), so
+            # x w_g = x reshape(W_dec d_g) + x B; the shared B goes through one plain matmul
+            # of x instead of being added to, and its gradient summed over, all G weights.
+            w = torch.mm(d, self.w_decoder.weight.t()).view(groups, self.in_features, self.out_features)
+            bias = bias + xg @ self.w_decoder.bias.view(self.in_features, self.out_features)
+        y = torch.baddbmm(bias, xg, w)  # eq. (5) for every agent at once: [G, R, out]
+        order = own + shared
+        inverse = [order.index(k) for k in range(len(order))]
+        return y.view(*g_shape, *r_shape, self.out_features).permute(*inverse, -1).contiguous()
+
+    def _per_row(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """A latent per row (training): every row generates its own weight, then a batch of
+        ``[1, in] @ [in, out]`` products (see the class docstring for the cost)."""
         w, b = self.generate(latent)
-        if lead_l == lead_x:  # a latent per row: a batch of [1, in] @ [in, out] products
-            return (
-                torch.bmm(
-                    x.reshape(-1, 1, self.in_features), w.reshape(-1, self.in_features, self.out_features)
-                ).view(*lead_x, self.out_features)
-                + b
-            )
-        # Latents for the trailing dims only (e.g. [n, L] against x [..., n, in]): each weight
-        # was generated once; group x's rows by latent and use one batched matmul.
-        g = w.reshape(-1, self.in_features, self.out_features)  # [G, in, out]
-        xg = x.reshape(-1, g.shape[0], self.in_features).transpose(0, 1)  # [G, R', in]
-        y = torch.bmm(xg, g).transpose(0, 1).reshape(*lead_x, self.out_features)
-        return y + b
+        return (
+            torch.bmm(
+                x.reshape(-1, 1, self.in_features), w.reshape(-1, self.in_features, self.out_features)
+            ).view(*x.shape[:-1], self.out_features)
+            + b
+        )
 
 
 class InferenceNet(nn.Module):

@@ -125,7 +125,13 @@ class GridCells(CellPartition):
         order = torch.argsort(rows_t * self.num_cells + cols_t)
         rows_t, cols_t = rows_t[order], cols_t[order]
         values = torch.ones(rows_t.shape, dtype=torch.float64)
-        return SpatialWeights(rows_t.to(device), cols_t.to(device), values.to(device), self.num_cells)
+        return SpatialWeights(
+            rows_t.to(device),
+            cols_t.to(device),
+            values.to(device),
+            self.num_cells,
+            (self.shape, self.contiguity),
+        )
 
     def assign(self, positions: torch.Tensor) -> torch.Tensor:
         check_tensor("positions", positions)

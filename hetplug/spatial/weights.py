@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from hetplug._checks import check_choice
+from hetplug.spatial.stencil import lattice_transform
 
 TRANSFORMATIONS = ("r", "b", "o")
 
@@ -22,12 +23,17 @@ class SpatialWeights:
         cols: ``[nnz]`` int64 column indices j.
         values: ``[nnz]`` weights w_ij (any real values; asymmetric allowed).
         num_cells: M.
+        lattice: ``(shape, contiguity)`` when these are exactly the binary rook/queen weights
+            of a regular grid of that shape (set by :class:`~hetplug.spatial.GridCells`);
+            :func:`~hetplug.spatial.morans_i` then uses a neighbour stencil instead of the
+            sparse product. None for any other weights.
     """
 
     rows: torch.Tensor
     cols: torch.Tensor
     values: torch.Tensor
     num_cells: int
+    lattice: tuple[tuple[int, ...], str] | None = None
     _cache: dict[Any, tuple[torch.Tensor, ...]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,7 +82,7 @@ class SpatialWeights:
 
     def to(self, device: torch.device | str) -> SpatialWeights:
         return SpatialWeights(
-            self.rows.to(device), self.cols.to(device), self.values.to(device), self.num_cells
+            self.rows.to(device), self.cols.to(device), self.values.to(device), self.num_cells, self.lattice
         )
 
     def transformed(
@@ -99,4 +105,22 @@ class SpatialWeights:
                 row_sum.index_add_(0, rows, values)
                 values = values / row_sum[rows]
             self._cache[key] = (rows, self.cols.to(device), values.to(dtype), values.sum().to(dtype))
+        return self._cache[key]
+
+    def lattice_transformed(
+        self, transformation: str, dtype: torch.dtype, device: torch.device
+    ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """``(shifts, pair_weights, S0)`` of the lattice stencil (``lattice`` set), cached
+        per dtype/device (see :func:`hetplug.spatial.stencil.lattice_transform`)."""
+        if self.lattice is None:
+            raise ValueError("these weights are not a lattice's (lattice=None)")
+        check_choice("transformation", transformation, TRANSFORMATIONS)
+        key = ("lattice", transformation, dtype, str(device))
+        if key not in self._cache:
+            shifts, pair, s0 = lattice_transform(*self.lattice, transformation)
+            self._cache[key] = (
+                shifts,
+                pair.to(device=device, dtype=dtype),
+                torch.tensor(s0, dtype=dtype, device=device),
+            )
         return self._cache[key]

@@ -107,27 +107,40 @@ def test_hydra_entry_help_lists_hetplugs_groups(capsys):
         (["algorithm=iql", "task=vmas/navigation", "hetplug=shepp"], "unknown hetplug 'shepp' (did you mean 'shep'?)"),
         (["algorithm=iql", "task=vmas/navigation", "hetplug=shep", "hetplug.shep.grid_shpe=3"],
          "unknown option hetplug.shep.grid_shpe (did you mean 'grid_shape'?)"),
-        (["algorithm=mappo", "task=vmas/navigation", "hetplug=lbs"], "plugin 'lbs' is not available with on-policy Mappo"),
-        (["algorithm=iql", "task=vmas/navigation", "hetplug=shppo"], "plugin 'shppo' is not available with off-policy Iql"),
     ],
 )  # fmt: skip
-def test_hydra_mistakes_are_one_line_before_any_environment(monkeypatch, capsys, tmp_path, argv, message):
-    import benchmarl.hydra_config
-
+def test_hydra_mistakes_are_one_line_before_hydra_starts(capsys, argv, message):
     from hetplug_benchmarl.run import entry
 
-    monkeypatch.setattr(
-        benchmarl.hydra_config, "load_experiment_from_hydra", lambda *a, **k: pytest.fail("built")
-    )
-    monkeypatch.chdir(tmp_path)
-    full = [
-        *argv,
-        f"hydra.run.dir={tmp_path}/hydra",
-        "hydra/job_logging=disabled",
-        "hydra/hydra_logging=disabled",
-    ]
-    monkeypatch.setattr("sys.argv", ["run.py", *full])
     with pytest.raises(SystemExit) as exc:
-        entry(full)
+        entry(argv)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["algorithm=mappo", "hetplug=lbs"], "plugin 'lbs' is not available with on-policy Mappo"),
+        (["algorithm=iql", "hetplug=shppo"], "plugin 'shppo' is not available with off-policy Iql"),
+    ],
+)
+def test_hydra_refuses_a_selection_the_algorithm_cannot_run_before_any_environment(tmp_path, argv, message):
+    """Checked once Hydra composed the config, before BenchMARL builds anything (the config
+    is printed only after the checks)."""
+    import os
+    import subprocess
+    import sys
+
+    args = [
+        sys.executable,
+        "-m",
+        "hetplug_benchmarl.run",
+        *argv,
+        "task=vmas/navigation",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert out.returncode == 2 and message in out.stderr and out.stderr.strip().count("\n") == 0
+    assert "experiment:" not in out.stdout  # the composed config was never printed: nothing was built

@@ -234,3 +234,91 @@ def test_policy_distances_against_brute_force_and_scipy(device):
     assert np.allclose(tv, ref, atol=1e-12) and (tv <= 1).all()
     with pytest.raises(ValueError, match="probabilities, not logits"):
         categorical_policy_distance(torch.randn(4, 2, 3))
+
+
+def old_mean_pairwise_w2(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """The implementation before issue 21, kept as the reference: direct differences
+    (cdist without the matrix-product shortcut) per block of samples."""
+    s, n = mu.shape[:2]
+    step = max(1, min(s, (1 << 24) // (n * n)))
+    total = mu.new_zeros(n, n)
+    for start in range(0, s, step):
+        z = torch.cat([mu[start : start + step], sigma[start : start + step]], -1)
+        d = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist")
+        total += (0.5 * (d + d.transpose(-1, -2))).sum(0)
+    return total / s * (1 - torch.eye(n, dtype=mu.dtype))
+
+
+def _random_gaussians(s, n, z, dtype, seed, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    mu = (torch.randn(s, n, z, generator=g, dtype=torch.float64) * scale).to(dtype)
+    sigma = (torch.rand(s, n, z, generator=g, dtype=torch.float64) + 0.05).to(dtype)
+    return mu, sigma
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("s, n", [(1, 1), (3, 2), (37, 150), (300, 70)])
+def test_matrix_product_w2_matches_the_old_direct_formula(s, n, dtype, tol):
+    """The stated tolerance of the matrix-product W2 (issue 21): |new - old| <= tol (1 + max d)
+    against the old direct-difference formula, for several panels of rows and blocks of
+    samples (150 agents: 3 panels of 64; 300 samples of 70 agents: 2 blocks), close and
+    far Gaussians, a large common offset and duplicated agents (exactly 0, like the diagonal)."""
+    from hetplug.distance.wasserstein import mean_pairwise_gaussian_w2
+
+    mu, sigma = _random_gaussians(s, n, 10, dtype, seed=s * 1000 + n)
+    mu += 50.0  # a common offset: W2 ignores it, the products must too (they centre first)
+    if n >= 70:
+        mu[:, 5:10] = mu[:, :5] + 1e-4  # near-coincident pairs: the hardest case for the products
+        mu[:, 11], sigma[:, 11] = mu[:, 3], sigma[:, 3]  # identical agents
+    new, old = mean_pairwise_gaussian_w2(mu, sigma), old_mean_pairwise_w2(mu, sigma)
+    assert new.dtype == dtype and new.shape == (n, n)
+    assert (new - old).abs().max().item() <= tol * (1 + old.abs().max().item())
+    assert torch.equal(new, new.T) and (new >= 0).all() and (new.diagonal() == 0).all()
+    if n >= 70:
+        assert new[3, 11] == 0 and new[11, 3] == 0 and new[3, 12] > 0
+
+
+def test_matrix_product_w2_on_trained_encodings_and_its_input_checks():
+    """Trained CVAE encodings (the meta-transition of three hidden types) within the same
+    tolerance; agents equal at the first sample only are not zeroed; bad inputs raise."""
+    from hetplug.distance.wasserstein import mean_pairwise_gaussian_w2
+
+    x, y = meta_samples(torch.tensor([0, 0, 1, 2, 1, 2, 2, 0, 2]), DIFFERS["v6_all"])
+    est = DistanceEstimator(9, x.shape[-1], y.shape[-1])
+    est.add(x, y)
+    est.fit()
+    mu, sigma = est.gaussians()
+    old = old_mean_pairwise_w2(mu, sigma)
+    assert (mean_pairwise_gaussian_w2(mu, sigma) - old).abs().max() <= 1e-5 * (1 + old.max())
+    mu2, sigma2 = mu.clone(), sigma.clone()
+    mu2[0, 1], sigma2[0, 1] = mu2[0, 0], sigma2[0, 0]  # agent 1 = agent 0 at the first sample only
+    assert mean_pairwise_gaussian_w2(mu2, sigma2)[0, 1] > 0
+    bad = mu.clone()
+    bad[5, 2, 1] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        mean_pairwise_gaussian_w2(bad, sigma)
+    with pytest.raises(ValueError, match=">= 0"):
+        mean_pairwise_gaussian_w2(mu, -sigma)
+
+
+def test_gaussians_encode_all_agents_in_blocks_like_the_old_expanded_pass():
+    """The model-free encoder reads the shared x once per sample and runs in blocks of
+    samples; it equals the old pass over x expanded to every agent, and the default
+    (pool-drawn) inputs are the old draw: one random agent's x per pool step."""
+    n, s = 700, 100  # blocks of (2^15 // 700) = 46 samples
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(s, n, 3, generator=g), torch.rand(s, n, 2, generator=g)
+    est = DistanceEstimator(n, 3, 2, config={"epochs": 1, "batch_size": 4096})
+    est.add(x, y)
+    est.fit()
+    with torch.no_grad():
+        torch.nn.init.normal_(est.model.agent_embedding.weight, generator=g)  # distinct agents
+        state = est.generator.get_state()
+        mu, sigma = est.gaussians(n_samples=s)
+        est.generator.set_state(state)
+        px, _ = est.pool.sample(s, est.generator)
+        who = torch.randint(0, n, (px.shape[0],), generator=est.generator)
+        probe = px[torch.arange(px.shape[0]), who]
+        ref_mu, ref_sigma = est.model.encode(probe.unsqueeze(1).expand(-1, n, -1), agent=torch.arange(n))
+    torch.testing.assert_close(mu, ref_mu, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(sigma, ref_sigma, atol=1e-6, rtol=1e-6)

@@ -246,3 +246,49 @@ def test_sampled_weights_come_in_the_hosts_dtype(name, dtype):
     td_fn = (lambda sources, slots: torch.rand(3, sources.shape[0])) if name == "lbs" else None
     out = pm.hook.hetplug_replay_sample(batch_size=4, generator=torch.Generator().manual_seed(0), td_fn=td_fn)
     assert out.weights.dtype == out.probabilities.dtype == dtype
+@pytest.mark.parametrize(
+    "plugin, options",
+    [
+        ("per", {"check_inputs": False}),
+        # Group-HER selects episodes on the host once per collected batch (documented): off here
+        ("shep", {"grid_shape": (8, 8), "check_inputs": False, "group_her": False}),
+        ("lbs", {"check_inputs": False}),
+    ],
+)
+def test_per_step_hooks_make_no_host_round_trip_without_input_checks(plugin, options, monkeypatch):
+    """With input checks off, the prioritisers' per-step hooks never turn a tensor into a
+    Python value (what synchronises with a GPU; benchmarks/gpu.sh checks the same on CUDA
+    with torch.cuda.set_sync_debug_mode)."""
+    t = 1 if plugin == "lbs" else 6
+    pm = hetplug.get_plugin_manager([plugin], {plugin: options})
+    pm.hook.hetplug_configure.call_historic(
+        kwargs={"spec": hetplug.HostSpec(n_agents=3, max_steps=t, capacity=16, n_actions=4)}
+    )
+    g = torch.Generator().manual_seed(0)
+    batch = hetplug.TrajectoryBatch(
+        reward=torch.rand(4, t, generator=g),
+        mask=torch.ones(4, t, dtype=torch.bool),
+        obs=torch.rand(4, t, 3, 5, generator=g),
+        actions=torch.randint(0, 4, (4, t, 3), generator=g),
+        positions=torch.rand(4, t, 3, 2, generator=g),
+    )
+
+    def step():
+        pm.hook.hetplug_trajectories_collected(batch=batch)
+        pm.hook.hetplug_replay_add(batch=batch)
+        td_fn = lambda sources, slots: torch.rand(3, sources.shape[0], generator=g)  # noqa: E731
+        sample = pm.hook.hetplug_replay_sample(batch_size=4, generator=g, td_fn=td_fn)
+        if plugin != "lbs":
+            td = torch.rand(4, t, generator=g)
+            pm.hook.hetplug_update_priorities(indices=sample.indices, td_error=td, mask=None)
+        return sample
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a per-step hook read a tensor back to the host")
+
+    step()  # the first call builds cached constants (grid weights) on the host, once
+    for name in ("item", "__bool__", "__int__", "__float__", "tolist", "nonzero"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    sample = step()
+    monkeypatch.undo()
+    assert sample.indices.shape[-1] == 4

@@ -311,6 +311,8 @@ def test_prioritized_p1_refreshes_owner_priorities():
         (lambda s, t: [1.0], {}, r"shape \[M, K\]"),
         (None, {}, "td_fn is required"),
         (lambda s, t: torch.ones(2, 8), {"budget": 5}, r"budget=5 exceeds the \(M-1\)\*B = 4"),
+        # eps = 0 and a learner whose TD is 0 on every candidate: nothing to draw from
+        (lambda s, t: torch.tensor([[1.0] * 8, [0.0] * 8]), {"eps": 0.0}, "all zero"),
     ],
 )
 def test_bad_td_or_budget_raise_and_change_nothing(td_fn, config, match):

@@ -25,12 +25,13 @@ def test_probabilities_follow_priority_power(device):
     assert torch.allclose(s.probabilities().cpu(), expected)
 
 
-@pytest.mark.parametrize("flat_max", [0, 16384], ids=["tree", "flat"])
+@pytest.mark.parametrize("flat_max", [0, 30, 16384], ids=["tree", "tree-flat-top", "flat"])
 @pytest.mark.parametrize("fanout", [2, 3, 32])
 @pytest.mark.parametrize("n", [1, 7, 200, 1000])
 def test_sampling_frequencies_match_probabilities_chi_square(n, fanout, flat_max):
     """Counts over many draws are consistent with p_i (chi-square, fixed seed), for the
-    tree walk and for the flat scan small buffers use."""
+    tree walk (from a root of ``fanout`` nodes, or from a top level of up to 30 nodes
+    scanned flat) and for the flat scan small buffers use."""
     s, pri = filled(n=n, fanout=fanout, flat_max=flat_max)
     g = torch.Generator().manual_seed(123)
     draws = 50 * n + 1000
@@ -44,7 +45,7 @@ def test_sampling_frequencies_match_probabilities_chi_square(n, fanout, flat_max
     assert p_value > 1e-3
 
 
-@pytest.mark.parametrize("flat_max", [0, 16384], ids=["tree", "flat"])
+@pytest.mark.parametrize("flat_max", [0, 30, 16384], ids=["tree", "tree-flat-top", "flat"])
 def test_zero_priority_items_are_never_drawn(flat_max):
     s = PrioritizedSampler(64, alpha=1.0, flat_max=flat_max)
     pri = torch.zeros(64)
@@ -246,13 +247,48 @@ def test_sample_unpacks_as_indices_and_weights():
 
 
 def test_flat_and_tree_paths_hold_the_same_tree():
-    """The bulk rebuild of small buffers writes the same sums and minima as the per-node
-    updates of the tree path, and a seeded draw picks items with the same masses."""
+    """The bulk rebuild of small buffers and the per-node updates of the tree path (with a
+    root of ``fanout`` nodes, or a top level scanned flat) hold the same leaves, every
+    upper level equals the sums and minima of its children, and zero-mass items are
+    never drawn."""
     flat, pri = filled(n=300, fanout=4, flat_max=16384)
-    tree, _ = filled(n=300, fanout=4, flat_max=0)
+    trees = [filled(n=300, fanout=4, flat_max=m)[0] for m in (0, 20)]
+    assert len(flat._sums) == 1 and len(trees[0]._sums[-1]) == 4 and len(trees[1]._sums) == 3
     idx, new = torch.tensor([5, 7, 5, 299]), torch.tensor([0.5, 2.0, 3.0, 0.0], dtype=torch.float64)
-    for s in (flat, tree):
+    for s in (flat, *trees):
         s.update(idx, new)
-    for a, b in zip(flat._sums + flat._mins, tree._sums + tree._mins, strict=True):
-        torch.testing.assert_close(a, b)
+    for tree in trees:
+        torch.testing.assert_close(tree._sums[0], flat._sums[0])
+        torch.testing.assert_close(tree._mins[0], flat._mins[0])
+        for lvl in range(len(tree._sums) - 1):
+            children = len(tree._sums[lvl]) // 4
+            torch.testing.assert_close(tree._sums[lvl + 1][:children], tree._sums[lvl].view(-1, 4).sum(-1))
+            torch.testing.assert_close(tree._mins[lvl + 1][:children], tree._mins[lvl].view(-1, 4).amin(-1))
+        assert 299 not in tree.sample(5000, torch.Generator().manual_seed(1)).indices.tolist()
     assert 299 not in flat.sample(5000, torch.Generator().manual_seed(1)).indices.tolist()
+
+
+def test_default_fanout_gives_a_shallow_tree():
+    """fanout=None: about sqrt(capacity / 256) children per node, and a top level of at most
+    flat_max nodes, so 1e6 items take one walked level below a scanned top level."""
+    s = PrioritizedSampler(1_000_000)
+    assert s._fanout == 64 and [len(level) for level in s._sums] == [1_000_000, 15_680]
+    assert PrioritizedSampler(1000, fanout=8)._fanout == 8
+
+
+@pytest.mark.parametrize("flat_max", [0, 30], ids=["tree", "tree-flat-top"])
+def test_draws_at_the_ends_of_the_mass_never_pick_empty_items(flat_max, monkeypatch):
+    """u at the very top (rand just below 1) and at 0, with empty items around the
+    positive ones: rounding between a node's sum and its children's cumulative sums must
+    not carry the walk onto an item without mass."""
+    s = PrioritizedSampler(200, alpha=1.0, fanout=3, flat_max=flat_max)
+    pri = torch.zeros(200, dtype=torch.float64)
+    pri[[0, 1, 2, 197]] = torch.tensor([0.1, 0.7, 1e-3, 0.3], dtype=torch.float64)
+    pri[100:110] = torch.rand(10, generator=torch.Generator().manual_seed(0), dtype=torch.float64) / 3
+    s.add(pri)
+    real_rand = torch.rand
+    for end in (1.0 - 2.0**-53, 0.0):
+        monkeypatch.setattr(torch, "rand", lambda *a, end=end, **k: torch.full_like(real_rand(*a, **k), end))
+        idx = s.sample(8).indices
+        assert (pri[idx] > 0).all(), (end, idx)
+    monkeypatch.undo()

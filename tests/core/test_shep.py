@@ -181,7 +181,7 @@ def test_intrinsic_reward_and_annealing():
     assert torch.allclose(res.intrinsic_reward, ref)
     assert res.intrinsic_reward[3, 2:].abs().sum() == 0  # padding gets nothing
     n_valid = int(b.mask.sum())
-    coef = plugin.intrinsic_coefficients()
+    coef = tuple(float(c) for c in plugin.intrinsic_coefficients())
     frac = min(1.0, n_valid / 64)
     assert coef == pytest.approx((0.4 * (1 - frac), 0.2 - 0.1 * frac))
     assert set(res.metrics) >= {"shep/moran_i", "shep/occupancy_entropy"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -51,6 +52,64 @@ def test_shared_latent_path_matches_per_row_path():
     broadcast = layer(x, per_agent)  # one latent per agent, weights generated once
     per_row = layer(x, per_agent.expand(32, 4, 3).contiguous())
     assert torch.allclose(broadcast, per_row, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "x_lead, latent_of",
+    [
+        ((41, 6), lambda t: t[0]),  # [n, L]: a latent per agent, many rows each
+        ((3, 6), lambda t: t[0]),  # few rows per agent: the head's bias goes through x B
+        ((5, 6), lambda t: t[0].expand(5, 6, 3)),  # expanded (stride 0): still one per agent
+        ((5, 6), lambda t: t[:, :1]),  # [rows, 1, L]: one latent per row, shared by its agents
+        ((2, 4, 6), lambda t: t[0, :1].unsqueeze(0)),  # [1, 1, n, L] against [2, 4, n, in]
+        ((2, 4, 6), lambda t: t[:, :, :1].expand(2, 4, 6, 3)),
+    ],
+)
+def test_grouped_latents_equal_the_per_row_path_and_brute_force(x_lead, latent_of, device):
+    """Latents shared across rows (smaller, broadcast or expanded) generate one weight per
+    distinct latent and group x's rows by it. Outputs and every gradient (decoder
+    parameters, x, latent) equal the per-row path (the latent copied to every row), and the
+    outputs equal eq. (5) row by row."""
+    torch.manual_seed(0)
+    layer = HeteLayer(5, 4, latent_dim=3, decoder_hidden=8).double().to(device)
+    source = rand(*x_lead, 3, seed=7).double().to(device)
+    x0 = rand(*x_lead, 5, seed=8).double().to(device)
+
+    def run(per_row: bool):
+        full = source.clone().requires_grad_(True)
+        x = x0.clone().requires_grad_(True)
+        latent = latent_of(full)
+        if per_row:  # the same latents copied to every row: the per-row path
+            latent = latent.expand(*x_lead, 3).contiguous()
+        seen = []
+        hook = layer.decoder.register_forward_hook(lambda m, i, o: seen.append(i[0][..., 0].numel()))
+        y = layer(x, latent)
+        hook.remove()
+        grads = torch.autograd.grad(y.square().sum(), [x, full, *layer.parameters()], allow_unused=True)
+        return y, grads, seen[0], latent.expand(*x_lead, 3)
+
+    y, grads, generated, _ = run(per_row=False)
+    y_ref, grads_ref, generated_ref, per_row = run(per_row=True)
+    assert y.shape == (*x_lead, 4)
+    assert generated < generated_ref == math.prod(x_lead)  # one weight per distinct latent
+    torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=1e-10)
+    for got, want in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-11, rtol=1e-9)
+    flat_x, flat_l, flat_y = x0.reshape(-1, 5), per_row.detach().reshape(-1, 3), y.detach().reshape(-1, 4)
+    for r in range(flat_x.shape[0]):  # eq. (5), one agent-row at a time
+        w, b = layer.generate(flat_l[r])
+        torch.testing.assert_close(flat_y[r], flat_x[r] @ w + b, atol=1e-12, rtol=1e-10)
+
+
+def test_per_row_latents_keep_the_previous_implementation_bit_for_bit():
+    """A distinct latent per row (SHPPO training) takes the unchanged per-row path: the
+    output equals the pre-issue-21 formula exactly (same operations in the same order)."""
+    torch.manual_seed(0)
+    layer = HeteLayer(8, 6)
+    x, latent = rand(7, 5, 8, seed=9), rand(7, 5, 3, seed=10)
+    w, b = layer.generate(latent)
+    old = torch.bmm(x.reshape(-1, 1, 8), w.reshape(-1, 8, 6)).view(7, 5, 6) + b
+    assert torch.equal(layer(x, latent), old)
 
 
 def test_outputs_differ_with_latents_and_coincide_when_equal():

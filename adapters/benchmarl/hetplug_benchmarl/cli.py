@@ -20,7 +20,7 @@ COMMANDS = {
 
 USAGE = (
     "usage: hetplug <command> [options]\n\ncommands:\n"
-    + "".join(f"  {name:<9} {what}\n" for name, (what, _) in COMMANDS.items())
+    + "".join(f"  hetplug {name:<9} {what}\n" for name, (what, _) in COMMANDS.items())
     + "\n'hetplug <command> --help' lists a command's options."
 )
 
