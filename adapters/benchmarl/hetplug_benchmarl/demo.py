@@ -138,7 +138,7 @@ def _experiment(args: argparse.Namespace, out: Path, callbacks: list) -> Any:
         from hetplug_benchmarl.models import SlotModelConfig
 
         model = SlotModelConfig(num_cells=list(model.num_cells), activation_class=model.activation_class)
-    elif getattr(args, "model", "mlp") == "shppo":  # SHPPO's actor, Table IV sizes
+    elif getattr(args, "model", "mlp") == "shppo":  # SHPPO as the paper runs it: recurrent, sampled latents
         from hetplug_benchmarl.models import SHPPOModelConfig
 
         model = SHPPOModelConfig()
@@ -211,17 +211,20 @@ def run_once(args: argparse.Namespace, plugins: list[str], out: Path) -> dict[st
 
 
 def _episode_latents(exp) -> dict[str, list]:
-    """``{group: [T, N, L]}`` latent means of one evaluation episode (first environment)."""
-    from hetplug_benchmarl.wiring.shppo import shppo_model
+    """``{group: [T, N, L]}`` latent means of one deterministic evaluation episode (first
+    environment): the latents the SHPPO model acted with, which are the means (mu) when
+    it does not explore."""
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-    with torch.no_grad():
+    from hetplug_benchmarl.models import LATENT_KEY
+
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
         rollout = exp.test_env.rollout(max_steps=exp.max_steps, policy=exp.policy, auto_cast_to_device=True)
-        out = {}
-        for group in exp.group_map:
-            obs = rollout.get((group, "observation"))
-            obs = obs[0] if obs.dim() == 4 else obs  # vectorised envs: the first one
-            mu, _ = shppo_model(exp, group).latent_net(obs.to(next(exp.policy.parameters()).device))
-            out[group] = mu.cpu().tolist()
+    out = {}
+    for group in exp.group_map:
+        mu = rollout.get((group, LATENT_KEY))
+        mu = mu[0] if mu.dim() == 4 else mu  # vectorised envs: the first one
+        out[group] = mu.cpu().tolist()
     return out
 
 
