@@ -163,7 +163,8 @@ def evaluate_team_sizes(
     ``task.config[key]`` (VMAS: ``n_agents``)."""
     results = {}
     for n in sizes:
-        other = with_team_size(trained, int(n), key)
-        copy_policy(trained, other, group)
-        results[int(n)] = evaluate(other, group, deterministic)
+        with tempfile.TemporaryDirectory(prefix="hetplug_transfer_") as folder:
+            other = with_team_size(trained, int(n), key, folder)
+            copy_policy(trained, other, group)
+            results[int(n)] = evaluate(other, group, deterministic)
     return results

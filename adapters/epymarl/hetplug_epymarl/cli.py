@@ -4,6 +4,8 @@
 
 takes exactly main.py's arguments. EPyMARL's ``src/`` is found from ``--epymarl-src PATH``,
 else ``$HETPLUG_EPYMARL_SRC``, else ``./src`` (a checkout's root) or ``.`` (its src/).
+``--transfer`` evaluates a saved agent at another team size without training
+(:mod:`hetplug_epymarl.transfer`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ def find_src(explicit: str | None, cwd: Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    transfer = "--transfer" in argv
+    if transfer:  # evaluate a saved agent at another team size (hetplug_epymarl.transfer)
+        argv.remove("--transfer")
     explicit = None
     for i, arg in enumerate(argv):
         if arg == "--epymarl-src" and i + 1 < len(argv):
@@ -51,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(src))
     from hetplug_epymarl import install
 
-    install("epymarl")
+    install("epymarl", transfer=transfer)
     sys.argv = [str(src / "main.py"), *argv]
     runpy.run_path(str(src / "main.py"), run_name="__main__")
 
