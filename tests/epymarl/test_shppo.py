@@ -8,7 +8,7 @@ import torch
 
 from hetplug_epymarl import read_config
 from hetplug_epymarl.updates import _forward_steps
-from hetplug_epymarl.wiring.shppo import LATENT, SHPPOAgent
+from hetplug_epymarl.wiring.shppo import LATENT, MEMORY, AuxiliaryLosses, SHPPOAgent
 
 from .cases import KEY3, ON_POLICY
 
@@ -144,9 +144,14 @@ def test_training_re_evaluates_with_the_latents_that_acted(shppo_run, learner_co
     mac.forward = recording
     mac.init_hidden(batch.batch_size)
     T = batch.max_seq_length - 1
+    memories = []
     for t in range(T):  # act through the stored episodes as the runner does
+        memories.append(mac.hidden_states.reshape(batch.batch_size, 3, -1).detach().clone())
         mac.select_actions(batch, t_ep=t, t_env=0, test_mode=False)
     del mac.forward
+    torch.testing.assert_close(batch[MEMORY][:, :T], torch.stack(memories, 1))  # h^{t-1}, stored
+    aux = AuxiliaryLosses(None, None).batch(mac, batch)
+    torch.testing.assert_close(aux.extra["hidden_state"], batch[MEMORY])
     acted = torch.stack(acted, 1)
     replayed = _forward_steps(mac, batch)
     torch.testing.assert_close(replayed, acted, rtol=1e-5, atol=1e-6)

@@ -63,7 +63,7 @@ class Session:
     def scheme_fields(self) -> dict[str, dict]:
         """Entries the agent wiring stores in the episode batch (EPyMARL's scheme format)."""
         fields = getattr(self.wiring.agent, "scheme", None)
-        return {} if fields is None else fields()
+        return {} if fields is None else fields(self.args)
 
     def buffer_built(self, buffer) -> None:
         self.spec = hetplug.HostSpec(

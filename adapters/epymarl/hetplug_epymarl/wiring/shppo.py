@@ -9,14 +9,15 @@ Installs:
 * :class:`SHPPOAgent` in the mac (:func:`shppo_mac_class`), sized by the ``shppo`` options
   ``latent_dim`` and ``decoder_hidden`` (:class:`hetplug.shppo.SHPPOConfig`), with the
   ablations ``zero_latent_inputs`` and ``zero_latents`` applied;
-* one more entry in the episode batch's scheme, ``hetplug_latent`` (``[B, T, N, L]``,
-  group ``agents``): the latent each agent acted with (:meth:`SHPPOWiring.scheme`; the
-  adapter's buffer adds it to the scheme dict EPyMARL then gives its runner);
+* two more entries in the episode batch's scheme (group ``agents``): ``hetplug_latent``
+  (``[B, T, N, L]``), the latent each agent acted with, and ``hetplug_memory``
+  (``[B, T, N, H]``), the GRU state h^{t-1} its LatentNet read (:meth:`SHPPOWiring.scheme`;
+  the adapter's buffer adds them to the scheme dict EPyMARL then gives its runner);
 * when the learner exists, the agent's LatentNet, handed to the plugins through
   ``hetplug_bind`` (the ``shppo`` plugin trains it with its own optimiser);
 * after each host update, for every plugin implementing ``hetplug_auxiliary_losses``
   (:class:`AuxiliaryLosses`): the batch just trained on, with the agent inputs and the
-  recurrent memories the actor saw while acting.
+  stored memories the LatentNet read while acting.
 
 :class:`SHPPOAgent` is ``fc -> ReLU -> GRUCell -> HeteLayer(l_i) -> ReLU -> fc`` on
 EPyMARL's agent inputs (obs, last action, agent id), with the LatentNet of eq. (4) over
@@ -42,8 +43,9 @@ import hetplug
 from hetplug.shppo import LatentNet, SHPPOActor, SHPPOConfig
 from hetplug_epymarl.episodes import step_fields
 
-#: the episode batch entry holding each agent's latent at each step
+#: the episode batch entries holding, per step, each agent's latent and its memory h^{t-1}
 LATENT = "hetplug_latent"
+MEMORY = "hetplug_memory"
 
 
 class SHPPOAgent(nn.Module):
@@ -118,13 +120,17 @@ def shppo_mac_class(base: type, config: SHPPOConfig) -> type:
             self.hidden_states = self.agent.init_hidden().unsqueeze(0).expand(batch_size, self.n_agents, -1)
 
         def select_actions(self, ep_batch, t_ep, t_env, bs=slice(None), test_mode=False, **kwargs):
+            memory = self.hidden_states  # h^{t-1}, what the LatentNet reads
             self._acting = bool(test_mode)
             try:
                 chosen = super().select_actions(ep_batch, t_ep, t_env, bs=bs, test_mode=test_mode, **kwargs)
             finally:
                 self._acting = None
-            if LATENT in ep_batch.scheme:  # the step's latent, stored with it
-                ep_batch.update({LATENT: self.agent.last_latent[bs]}, bs=bs, ts=t_ep, mark_filled=False)
+            if LATENT in ep_batch.scheme:  # the step's latent and memory, stored with it
+                step = {LATENT: self.agent.last_latent[bs]}
+                if MEMORY in ep_batch.scheme and memory is not None:
+                    step[MEMORY] = memory.reshape(ep_batch.batch_size, self.n_agents, -1)[bs].detach()
+                ep_batch.update(step, bs=bs, ts=t_ep, mark_filled=False)
             return chosen
 
         def forward(self, ep_batch, t, test_mode=False, **kwargs):
@@ -173,9 +179,13 @@ class SHPPOWiring:
                 f"HAPPO (learner: hetplug_happo); this config has learner={getattr(args, 'learner', None)!r}"
             )
 
-    def scheme(self) -> dict[str, dict]:
-        """Entries the episode batch needs: the latent each agent acted with."""
-        return {LATENT: {"vshape": (self.latent_dim,), "group": "agents"}}
+    def scheme(self, args: Any) -> dict[str, dict]:
+        """Entries the episode batch needs: the latent each agent acted with and the memory
+        h^{t-1} its LatentNet read (Algorithm 2 stores both)."""
+        return {
+            LATENT: {"vshape": (self.latent_dim,), "group": "agents"},
+            MEMORY: {"vshape": (int(args.hidden_dim),), "group": "agents"},
+        }
 
     def mac_class(self, base: type) -> type:
         return shppo_mac_class(base, self.config)
@@ -193,8 +203,15 @@ class AuxiliaryLosses:
 
     def batch(self, mac, batch) -> hetplug.TrajectoryBatch:
         """``obs``: the agent inputs ``[B, T, N, in]``; ``extra["hidden_state"]``: the memory
-        ``[B, T, N, H]`` before each step (what the LatentNet saw while acting)."""
-        inputs, memory = agent_inputs_and_memory(mac, batch)
+        ``[B, T, N, H]`` before each step (what the LatentNet saw while acting: stored with
+        the step, or replayed through the mac for episodes stored without it)."""
+        if MEMORY in batch.scheme:
+            B, n = batch.batch_size, mac.n_agents
+            steps = range(batch.max_seq_length)
+            inputs = torch.stack([mac._build_inputs(batch, t).reshape(B, n, -1) for t in steps], 1)
+            memory = batch[MEMORY]
+        else:
+            inputs, memory = agent_inputs_and_memory(mac, batch)
         return hetplug.TrajectoryBatch(
             **step_fields(batch), obs=inputs, state=batch["state"], extra={"hidden_state": memory}
         )
