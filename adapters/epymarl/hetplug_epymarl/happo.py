@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-from hetplug_epymarl.updates import _critic_step, _forward_steps, _step_targets
+from hetplug_epymarl.updates import _critic_step, _forward_steps, _step_targets, log_ppo_stats
 
 #: the name in the host's learner registry
 NAME = "hetplug_happo"
@@ -138,25 +138,13 @@ def happo_learner_class(ppo_learner: type) -> type:
             self.old_mac.load_state(self.mac)
             _step_targets(self, "critic_training_steps")
 
-            if t_env - self.log_stats_t >= args.learner_log_interval:
-                total = mask.sum().item()
-                log = self.logger.log_stat
-                log("critic_loss", critic["critic_loss"].item(), t_env)
-                log("critic_grad_norm", critic["critic_grad_norm"].item(), t_env)
-                log("td_error_abs", critic["td"].abs().sum().item() / total, t_env)
-                log("q_taken_mean", (critic["v"] * mask).sum().item() / total, t_env)
-                log("target_mean", (critic["returns"] * mask).sum().item() / total, t_env)
-                log("advantage_mean", (advantages_per_epoch[-1] * mask).sum().item() / total, t_env)
-                log("pg_loss", pg_loss.item(), t_env)
-                log("agent_grad_norm", grad_norm.item(), t_env)
-                log("pi_max", (pi.max(dim=-1)[0] * mask).sum().item() / total, t_env)
-                if factor is not None:
-                    log(
-                        "happo_factor_mean",
-                        (factor * mask[..., 0]).sum().item() / mask[..., 0].sum().item(),
-                        t_env,
-                    )
-                self.log_stats_t = t_env
+            extra = {}
+            if factor is not None and t_env - self.log_stats_t >= args.learner_log_interval:
+                # the M the last agent trained with, over valid steps
+                extra["happo_factor_mean"] = (factor * mask[..., 0]).sum().item() / mask[..., 0].sum().item()
+            log_ppo_stats(
+                self, t_env, mask, critic, advantages_per_epoch[-1], pg_loss, grad_norm, pi, **extra
+            )
 
     HAPPOLearner.__name__ = HAPPOLearner.__qualname__ = "HAPPOLearner"
     return HAPPOLearner
