@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-from hetplug_epymarl.updates import _critic_step, _forward_steps, _step_targets, log_ppo_stats
+from hetplug_epymarl.updates import _critic_step, _forward_steps, _step_targets, log_ppo_stats, ppo_inputs
 
 #: the name in the host's learner registry
 NAME = "hetplug_happo"
@@ -83,14 +83,7 @@ def happo_learner_class(ppo_learner: type) -> type:
 
         def train(self, batch, t_env: int, episode_num: int):
             args, n = self.args, self.n_agents
-            rewards = batch["reward"][:, :-1]
-            actions = batch["actions"][:, :-1]
-            terminated = batch["terminated"][:, :-1].float()
-            mask = batch["filled"][:, :-1].float()
-            mask[:, 1:] = mask[:, 1:] * (1 - terminated[:, :-1])
-            if getattr(args, "standardise_rewards", False):
-                self.rew_ms.update(rewards)
-                rewards = (rewards - self.rew_ms.mean) / torch.sqrt(self.rew_ms.var)
+            rewards, actions, mask = ppo_inputs(self, batch)
             mask = mask.repeat(1, 1, n)
             ones = torch.ones(batch.batch_size, 1, 1, device=mask.device, dtype=mask.dtype)
             with torch.no_grad():

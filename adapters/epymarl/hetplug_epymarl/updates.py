@@ -171,6 +171,20 @@ def _critic_step(learner, batch, rewards, mask, w) -> tuple[torch.Tensor, dict[s
     return masked, {k: t.detach() for k, t in stats.items()}
 
 
+def ppo_inputs(learner, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(rewards, actions, mask [B, T-1, 1])`` of steps ``0..T-2`` as the host's PPO learner
+    reads them (rewards standardised, and its running statistics updated, when it does)."""
+    rewards = batch["reward"][:, :-1]
+    actions = batch["actions"][:, :-1]
+    terminated = batch["terminated"][:, :-1].float()
+    mask = batch["filled"][:, :-1].float()
+    mask[:, 1:] = mask[:, 1:] * (1 - terminated[:, :-1])
+    if getattr(learner.args, "standardise_rewards", False):
+        learner.rew_ms.update(rewards)
+        rewards = (rewards - learner.rew_ms.mean) / torch.sqrt(learner.rew_ms.var)
+    return rewards, actions, mask
+
+
 def weighted_ppo_update(
     learner, batch, weights: torch.Tensor, t_env: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,14 +198,7 @@ def weighted_ppo_update(
     """
     args = learner.args
     n = learner.n_agents
-    rewards = batch["reward"][:, :-1]
-    actions = batch["actions"][:, :-1]
-    terminated = batch["terminated"][:, :-1].float()
-    mask = batch["filled"][:, :-1].float()
-    mask[:, 1:] = mask[:, 1:] * (1 - terminated[:, :-1])
-    if getattr(args, "standardise_rewards", False):
-        learner.rew_ms.update(rewards)
-        rewards = (rewards - learner.rew_ms.mean) / torch.sqrt(learner.rew_ms.var)
+    rewards, actions, mask = ppo_inputs(learner, batch)
     step_mask = mask.squeeze(-1).bool()
     mask = mask.repeat(1, 1, n)
     w = weights.to(mask.device, mask.dtype).reshape(-1, 1, 1)
