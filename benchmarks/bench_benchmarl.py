@@ -59,7 +59,9 @@ def iteration(exp, iterator):
         batch = batch.detach()
         for group in exp.train_group_map:
             data = batch.exclude(*exp._get_excluded_keys(group)).to(exp.config.train_device)
-            data = exp.algorithm.process_batch(group, data).reshape(-1)
+            data = exp.algorithm.process_batch(group, data)
+            if not exp.algorithm.has_rnn:  # as BenchMARL: recurrent models store sequences
+                data = data.reshape(-1)
             exp.replay_buffers[group].extend(data)
             cfg, on = exp.config, exp.on_policy
             minibatches = -(-cfg.train_batch_size(on) // cfg.train_minibatch_size(on))  # 1 off-policy

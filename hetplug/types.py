@@ -39,7 +39,9 @@ class HostSpec:
             rollouts kept one at a time): a prioritiser forgets every stored item when the
             next batch is collected (``hetplug_trajectories_collected``), and the slots it
             returns start again at 0.
-        extra: free-form host facts (framework name, algorithm, ...), for logging.
+        extra: free-form host facts (framework name, algorithm, ...). ``"gamma"``: the
+            host's discount (BenchMARL's experiment ``gamma``, EPyMARL's ``args.gamma``);
+            plugins that discount rewards themselves use it (the ``shppo`` plugin's R).
     """
 
     n_agents: int

@@ -148,7 +148,9 @@ class PERPlugin:
         self.config = config or PERConfig()
         self.spec: HostSpec | None = None
         self.sampler: PrioritizedSampler | None = None
-        self.env_steps: torch.Tensor | int = 0  # valid steps collected (a device tensor): the IS exponent's schedule
+        self.env_steps: torch.Tensor | int = (
+            0  # valid steps collected (a device tensor): the IS exponent's schedule
+        )
 
     @hookimpl
     def hetplug_configure(self, spec: HostSpec) -> None:

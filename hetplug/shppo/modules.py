@@ -87,6 +87,13 @@ class LatentNet(nn.Module):
         """l_i ~ N(mu_i, sigma_i) with the reparameterisation trick (rsample), eq. (4)."""
         return torch.distributions.Normal(mu, sigma).rsample()
 
+    @staticmethod
+    def acting_latent(mu: torch.Tensor, sigma: torch.Tensor, explore: bool) -> torch.Tensor:
+        """The latent an agent acts with (Algorithm 1): ``l ~ N(mu, sigma)`` while exploring,
+        ``mu`` for deterministic evaluation. Hosts store it with the step, so the PPO ratio
+        re-evaluates the policy with the HeteLayer weights that acted."""
+        return LatentNet.sample(mu, sigma) if explore else mu
+
 
 class HeteLayer(nn.Module):
     """Heterogeneous linear layer, eq. (5): ``y_i = w_i x_i + b_i``, with ``w_i, b_i`` from ``l_i``.
@@ -305,23 +312,67 @@ class SHPPOActor(nn.Module):
     def forward(
         self, obs: torch.Tensor, latent: torch.Tensor, hidden_state: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``obs [..., n, O]``, ``latent [..., n, L]`` (detach it for the actor loss, eq. 13)
-        -> ``(out [..., n, out_dim], next hidden state or None)``."""
+        """One step: ``obs [..., n, O]``, ``latent [..., n, L]`` (detach it for the actor loss,
+        eq. 13), ``hidden_state [..., n, H]`` (h^{t-1}; zeros when None)
+        -> ``(out [..., n, out_dim], h^t or None without a GRU)``."""
         _check_features("obs", obs, self.obs_dim)
-        if self.zero_latents:
-            latent = torch.zeros_like(latent)
+        latent = self._latent(latent)
+        x = self._trunk(obs, latent)
+        h_next = None
+        if self.rnn is not None:
+            h_next = self._gru(x, hidden_state)
+            x = h_next
+        return self._head(x, latent), h_next
+
+    def forward_sequence(
+        self,
+        obs: torch.Tensor,
+        latent: torch.Tensor,
+        hidden_state: torch.Tensor | None = None,
+        reset: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A whole sequence, time in dim -3: ``obs [..., T, n, O]``, ``latent [..., T, n, L]``,
+        ``hidden_state [..., n, H]`` (h before the first step; zeros when None), ``reset``
+        (bool, broadcasting to ``[..., T, n, 1]``: h is zeroed before step t where true, an
+        episode start) -> ``(out [..., T, n, out_dim], h^t after each step [..., T, n, H]
+        or None)``. Equals calling :meth:`forward` step by step (tested)."""
+        _check_features("obs", obs, self.obs_dim, min_dim=3)
+        latent = self._latent(latent)
+        x = self._trunk(obs, latent)  # the layers around the GRU see every step at once
+        h_all = None
+        if self.rnn is not None:
+            h = hidden_state
+            if reset is not None:
+                reset = reset.to(torch.bool).expand(*x.shape[:-1], 1)
+            steps = []
+            for t in range(x.shape[-3]):
+                if reset is not None and h is not None:
+                    h = torch.where(reset.select(-3, t), torch.zeros_like(h), h)
+                h = self._gru(x.select(-3, t), h)
+                steps.append(h)
+            h_all = torch.stack(steps, -3)
+            x = h_all
+        return self._head(x, latent), h_all
+
+    def _latent(self, latent: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(latent) if self.zero_latents else latent
+
+    def _trunk(self, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         x = obs
         for k, layer in enumerate(self.trunk):
             x = torch.relu(self.hete(x, latent) if self.hete_position == k else layer(x))
-        h_next = None
-        if self.rnn is not None:
-            if hidden_state is None:
-                hidden_state = x.new_zeros(*x.shape[:-1], self.hidden)
-            _check_features("hidden_state", hidden_state, self.hidden)
-            h_next = self.rnn(x.reshape(-1, self.hidden), hidden_state.reshape(-1, self.hidden)).view_as(x)
-            x = h_next
+        return x
+
+    def _gru(self, x: torch.Tensor, hidden_state: torch.Tensor | None) -> torch.Tensor:
+        if hidden_state is None:
+            hidden_state = x.new_zeros(*x.shape[:-1], self.hidden)
+        _check_features("hidden_state", hidden_state, self.hidden)
+        hidden_state = hidden_state.expand(*x.shape[:-1], self.hidden)
+        return self.rnn(x.reshape(-1, self.hidden), hidden_state.reshape(-1, self.hidden)).view_as(x)
+
+    def _head(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         if self.hete_position == "after_trunk":
             x = torch.relu(self.hete(x, latent))
         if self.head is None:
-            return self.hete(x, latent), h_next
-        return self.head(x), h_next
+            return self.hete(x, latent)
+        return self.head(x)

@@ -10,7 +10,8 @@ with the rollout, and the plugin takes one step of each of its own optimisers:
 
 Batch fields read: ``obs [B, T, N, O]``, ``state [B, T, S]`` (o_g; when absent, the
 mean of the agents' observations), ``mask``, ``reward``/``done`` (returns computed with
-``gamma`` unless the host passes ``extra["returns"] [B, T]``), and
+the host's discount, ``HostSpec.extra["gamma"]``, unless the option ``gamma`` is set or
+the host passes ``extra["returns"] [B, T]``), and
 ``extra["hidden_state"] [B, T, N, H]`` when the LatentNet reads the actor's memory.
 """
 
@@ -29,29 +30,50 @@ from hetplug.shppo.modules import InferenceNet, LatentNet
 from hetplug.state import read_versioned, versioned
 from hetplug.types import HostObjects, HostSpec, TrajectoryBatch
 
+#: Table V's discount, used when neither the options nor the host give one
+PAPER_GAMMA = 0.95
+
 
 @dataclass
 class SHPPOConfig:
-    """Defaults from Table V (lambda_e 0.01, lambda_d 0.1, lr 5e-4 / 5e-3, gamma 0.95)."""
+    """The ``shppo`` options. Defaults: Tables IV-V of the paper (docs/benchmarl.md has the
+    table of every default against its source)."""
 
     lambda_e: float = 0.01
+    """Weight of L_e in L_L, eq. (10) (Table V: 0.01)."""
     lambda_d: float = 0.1
+    """Weight of L_d in L_L, eq. (10) (Table V: 0.1)."""
     latent_lr: float = 5e-4
+    """Adam learning rate of the LatentNet (Table V: 0.0005)."""
     inference_lr: float = 5e-3
+    """Adam learning rate of the InferenceNet (Table V: 0.005)."""
     hidden: int = 64
     """InferenceNet width (Table IV)."""
-    pooling: str = "mean"
-    """InferenceNet input: ``"mean"`` (pooled, permutation invariant, any team size; our
-    default so that training can continue after a team-size change) or ``"concat"`` (paper)."""
-    gamma: float = 0.95
-    """Discount for R when the host passes no returns."""
+    pooling: str = "concat"
+    """InferenceNet input: ``"concat"``, every agent's (mu_i, sigma_i) concatenated with the
+    global observation (eqs. 6-9, the paper; its input size fixes the team size during
+    training), or ``"mean"``: a shared embedding of (mu_i, sigma_i) mean-pooled over the
+    agents (permutation invariant, any team size), for training that continues after a
+    team-size change. Execution never runs the InferenceNet, so zero-shot evaluation at
+    another team size works with either."""
+    gamma: float | None = None
+    """Discount of the return R that V_I regresses on (eq. 11) when the host passes no
+    returns. None: the host's discount (``HostSpec.extra["gamma"]``: BenchMARL's
+    experiment ``gamma``, EPyMARL's ``args.gamma``), or Table V's 0.95 for a host that
+    gives none."""
     max_grad_norm: float | None = 10.0
     value_loss: bool = True
-    """Ablation switch for L_v."""
+    """Ablation switch for L_v (section V-E, "without L_v")."""
     entropy_loss: bool = True
-    """Ablation switch for L_e."""
+    """Ablation switch for L_e (section V-E, "without L_e")."""
     distance_loss: bool = True
-    """Ablation switch for L_d."""
+    """Ablation switch for L_d (section V-E, "without L_d")."""
+    zero_latent_inputs: bool = False
+    """Ablation (section V-E, Fig. 7a-b): the LatentNet sees zeros instead of (o, h), so
+    latents cannot follow the observations. Applied by the host to the model it acts with."""
+    zero_latents: bool = False
+    """Ablation (section V-E, Fig. 7a-b): every latent is replaced by zeros, removing latent
+    learning from the actor. Applied by the host to the model it acts with."""
     latent_dim: int = 3
     """Latent size L of the actor a host builds for SHPPO (Table IV: 3). Hosts whose model
     config carries its own size (BenchMARL's ``hetplug_shppo``) check that the two agree."""
@@ -67,10 +89,11 @@ class SHPPOConfig:
         check_int("latent_dim", self.latent_dim, 1)
         check_int("decoder_hidden", self.decoder_hidden, 1)
         check_choice("pooling", self.pooling, ("mean", "concat"))
-        check_range("gamma", self.gamma, 0.0, 1.0)
+        if self.gamma is not None:
+            check_range("gamma", self.gamma, 0.0, 1.0)
         if self.max_grad_norm is not None:
             check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
-        for name in ("value_loss", "entropy_loss", "distance_loss"):
+        for name in ("value_loss", "entropy_loss", "distance_loss", "zero_latent_inputs", "zero_latents"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {name}={getattr(self, name)!r}")
 
@@ -100,6 +123,17 @@ class SHPPOPlugin:
     @hookimpl
     def hetplug_configure(self, spec: HostSpec) -> None:
         self.spec = spec
+        host_gamma = spec.extra.get("gamma")
+        if host_gamma is not None:
+            check_range("the host's gamma (HostSpec.extra['gamma'])", float(host_gamma), 0.0, 1.0)
+
+    @property
+    def gamma(self) -> float:
+        """The discount of R: the option, else the host's, else Table V's 0.95."""
+        if self.config.gamma is not None:
+            return self.config.gamma
+        host = None if self.spec is None else self.spec.extra.get("gamma")
+        return PAPER_GAMMA if host is None else float(host)
 
     @hookimpl
     def hetplug_bind(self, host: HostObjects) -> None:
@@ -134,7 +168,7 @@ class SHPPOPlugin:
         hidden = batch.extra.get("hidden_state")
         returns = batch.extra.get("returns")
         if returns is None:
-            returns = discounted_returns(batch.reward, batch.mask, c.gamma, batch.done)
+            returns = discounted_returns(batch.reward, batch.mask, self.gamma, batch.done)
         elif returns.dim() == 3:
             returns = returns.squeeze(-1)
         mask = batch.mask

@@ -97,17 +97,23 @@ def slot_experiment(tmp_path):
 
 @pytest.fixture
 def shppo_experiment(tmp_path):
-    """``shppo_experiment(n_agents=3, iters=3, folder=tmp_path)``: MAPPO with hetplug's SHPPO
-    model as the actor."""
+    """``shppo_experiment(n_agents=3, iters=3, folder=tmp_path, rnn=True, algorithm="mappo")``:
+    an on-policy algorithm (mappo, ippo, happo) with hetplug's SHPPO model as the actor
+    (recurrent unless ``rnn=False``)."""
 
-    def build(n_agents=3, iters=3, folder=None):
+    def build(n_agents=3, iters=3, folder=None, rnn=True, algorithm="mappo"):
         task = VmasTask.NAVIGATION.get_from_yaml()
         task.config["n_agents"] = n_agents
-        base = make_experiment(folder or tmp_path, on_policy=True, iters=iters)
+        folder = folder or tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+        base = make_experiment(folder, on_policy=algorithm if algorithm == "ippo" else True, iters=iters)
+        algo = (
+            hetplug_benchmarl.HappoConfig.get_from_yaml() if algorithm == "happo" else base.algorithm_config
+        )
         return Experiment(
             task=task,
-            algorithm_config=base.algorithm_config,
-            model_config=hetplug_benchmarl.SHPPOModelConfig(num_cells=32, latent_dim=2),
+            algorithm_config=algo,
+            model_config=hetplug_benchmarl.SHPPOModelConfig(num_cells=32, latent_dim=2, rnn=rnn),
             critic_model_config=MlpConfig.get_from_yaml(),
             seed=0,
             config=base.config,

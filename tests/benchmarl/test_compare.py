@@ -238,7 +238,10 @@ BAD = [
         "plugins per, shep all implement hetplug_replay_add; select only one",
     ),
     (["--plugins", "none", "shppo"], "plugin 'shppo' is not available with off-policy Iql"),
-    (["--plugins", "none", "lbs", "--algorithm", "qmix"], "plugin 'lbs' shares experience between independent"),
+    (
+        ["--plugins", "none", "lbs", "--algorithm", "qmix"],
+        "plugin 'lbs' shares experience between independent",
+    ),
     (
         ["--model", "slot", "--plugins", "none", "shppo", "--algorithm", "mappo"],
         "plugin shppo needs the shppo model",

@@ -78,7 +78,11 @@ def test_hydra_hetplug_group_rejects_unknown_keys():
         callback_from_config({"plugins": ["shap"]})
 
 
-@pytest.mark.parametrize("name", ["none", "per", "shep", "lbs", "hetdps", "shppo"])
+@pytest.mark.parametrize(
+    "name",
+    ["none", "per", "shep", "lbs", "hetdps", "shppo", "shppo_zero_latent_inputs", "shppo_zero_latents",
+     "shppo_no_value_loss", "shppo_no_entropy_loss", "shppo_no_distance_loss"],
+)  # fmt: skip
 def test_every_hydra_hetplug_yaml_builds_a_callback(name):
     import yaml
 
@@ -86,7 +90,7 @@ def test_every_hydra_hetplug_yaml_builds_a_callback(name):
     from hetplug_benchmarl.run import callback_from_config
 
     cb = callback_from_config(yaml.safe_load((CONF / "hetplug" / f"{name}.yaml").read_text()))
-    assert cb.plugins == ([] if name == "none" else [name])
+    assert cb.plugins == ([] if name == "none" else [name.split("_")[0]])
 
 
 def test_hydra_entry_help_lists_hetplugs_groups(capsys):

@@ -246,6 +246,8 @@ def test_sampled_weights_come_in_the_hosts_dtype(name, dtype):
     td_fn = (lambda sources, slots: torch.rand(3, sources.shape[0])) if name == "lbs" else None
     out = pm.hook.hetplug_replay_sample(batch_size=4, generator=torch.Generator().manual_seed(0), td_fn=td_fn)
     assert out.weights.dtype == out.probabilities.dtype == dtype
+
+
 @pytest.mark.parametrize(
     "plugin, options",
     [

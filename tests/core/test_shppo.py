@@ -321,3 +321,80 @@ def test_loss_ablation_switches_remove_exactly_one_term(off):
     weight = {"value": -1.0, "entropy": 0.01, "distance": -0.1}[term]
     assert float(t_part[term]) == 0.0
     assert torch.isclose(part, full - weight * t_full[term], atol=1e-6)
+
+
+# --------------------------------------------------------------------------------- acting
+def test_acting_latent_samples_while_exploring_and_is_mu_otherwise():
+    """Algorithm 1: l ~ N(mu, sigma) per call while exploring; mu for deterministic runs."""
+    mu, sigma = rand(4, 3, 2, seed=1), torch.full((4, 3, 2), 0.5)
+    torch.manual_seed(0)
+    a, b = LatentNet.acting_latent(mu, sigma, True), LatentNet.acting_latent(mu, sigma, True)
+    assert not torch.allclose(a, b) and not torch.allclose(a, mu)
+    assert torch.equal(LatentNet.acting_latent(mu, sigma, False), mu)
+    draws = torch.stack([LatentNet.acting_latent(mu, sigma, True) for _ in range(4000)])
+    torch.testing.assert_close(draws.mean(0), mu, atol=0.05, rtol=0)
+    torch.testing.assert_close(draws.std(0), sigma, atol=0.05, rtol=0)
+
+
+@pytest.mark.parametrize("position", ["after_trunk", "head", 0])
+def test_forward_sequence_equals_stepping_with_resets(position):
+    """The recurrent unroll (used to re-evaluate stored sequences) is the step-by-step
+    forward, with the memory zeroed before the steps marked as episode starts."""
+    torch.manual_seed(0)
+    actor = SHPPOActor(5, 4, hidden=8, rnn=True, hete_position=position)
+    B, T, n = 2, 6, 3
+    obs, latent = rand(B, T, n, 5, seed=1), rand(B, T, n, 3, seed=2)
+    h0 = rand(B, n, 8, seed=3)
+    reset = torch.zeros(B, T, 1, 1, dtype=torch.bool)
+    reset[0, 3] = True
+    out, hs = actor.forward_sequence(obs, latent, h0, reset)
+    h = h0
+    for t in range(T):
+        h = torch.where(reset[:, t], torch.zeros_like(h), h)
+        step, h = actor(obs[:, t], latent[:, t], h)
+        torch.testing.assert_close(out[:, t], step)
+        torch.testing.assert_close(hs[:, t], h)
+    ff = SHPPOActor(5, 4, hidden=8)
+    torch.testing.assert_close(ff.forward_sequence(obs, latent)[0], ff(obs, latent)[0])
+
+
+# --------------------------------------------------------------------------------- settings
+def test_defaults_are_table_v_and_the_paper_inference_net():
+    c = hetplug.shppo.SHPPOConfig()
+    assert (c.lambda_e, c.lambda_d, c.latent_lr, c.inference_lr) == (0.01, 0.1, 5e-4, 5e-3)
+    assert (c.latent_dim, c.decoder_hidden, c.hidden) == (3, 64, 64)  # Table IV
+    assert c.pooling == "concat" and c.gamma is None
+    assert not (c.zero_latent_inputs or c.zero_latents)
+    assert c.value_loss and c.entropy_loss and c.distance_loss
+    with pytest.raises(ValueError, match="zero_latents must be a bool"):
+        hetplug.shppo.SHPPOConfig(zero_latents=1)
+
+
+def _inference_after_one_step(options, extra):
+    torch.manual_seed(0)
+    pm = hetplug.get_plugin_manager(["shppo"], {"shppo": options})
+    spec = hetplug.HostSpec(n_agents=3, max_steps=6, capacity=8, extra=extra)
+    pm.hook.hetplug_configure.call_historic(kwargs={"spec": spec})
+    plugin = pm.get_plugin("shppo")
+    plugin.bind(LatentNet(5))
+    pm.hook.hetplug_auxiliary_losses(batch=shppo_batch(), update=0)
+    return plugin, [p.detach().clone() for p in plugin.inference.parameters()]
+
+
+def test_latent_losses_use_the_hosts_discount():
+    """R (eq. 11) is discounted with the host's gamma (HostSpec.extra["gamma"]); an explicit
+    option overrides it; without either, Table V's 0.95. Oracle: the same step with the
+    discount given the other way."""
+    host, from_host = _inference_after_one_step({}, {"gamma": 0.5})
+    assert host.gamma == 0.5 and host.inference.pooling == "concat" and host.inference.n_agents == 3
+    _, explicit = _inference_after_one_step({"gamma": 0.5}, {"gamma": 0.99})
+    for a, b in zip(from_host, explicit, strict=True):
+        torch.testing.assert_close(a, b)
+    paper, default = _inference_after_one_step({}, {})
+    _, at_095 = _inference_after_one_step({"gamma": 0.95}, {})
+    assert paper.gamma == 0.95
+    for a, b in zip(default, at_095, strict=True):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.allclose(a, b) for a, b in zip(from_host, default, strict=True))
+    with pytest.raises(ValueError, match="the host's gamma"):
+        _inference_after_one_step({}, {"gamma": 1.5})

@@ -12,7 +12,13 @@ KEY3 = "lbforaging:Foraging-8x8-3p-2f-v3"  # three agents: affinity propagation 
 SELF_POS = [9, 11]  # the agent's own (y, x): the first player block
 POSITIONS = {"key": "obs", "slice": SELF_POS}
 #: SHEP on lbforaging's 8x8 grid; Group-HER (on by default) is switched on by the tests about it
-SHEP = {"grid_low": [0, 0], "grid_high": [7, 7], "grid_shape": [8, 8], "intrinsic_reward": True, "group_her": False}
+SHEP = {
+    "grid_low": [0, 0],
+    "grid_high": [7, 7],
+    "grid_shape": [8, 8],
+    "intrinsic_reward": True,
+    "group_her": False,
+}
 HETDPS = {
     "interval": 2,
     "preference": -10.0,

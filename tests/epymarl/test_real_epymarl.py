@@ -39,6 +39,7 @@ REAL_RUNS = {
     "mappo-per": ("mappo", ["per"], {}, "hetplug/per/priority_mean"),
     "mappo-shep": ("mappo", shep(), {}, "hetplug/shep/moran_i"),
     "mappo-shppo": ("mappo", {"plugins": ["shppo"]}, {"key": KEY3}, "hetplug/shppo/latent_loss"),
+    "happo-shppo": ("mappo", {"plugins": ["shppo"]}, {"key": KEY3, "learner": "hetplug_happo"}, "happo_factor_mean"),
     "mappo-hetdps": ("mappo", {"plugins": ["hetdps"], "hetdps": HETDPS}, {"key": KEY3}, "hetplug/hetdps/n_groups"),
     "ippo-per-per-agent-reward": ("ippo", ["per"], {"common_reward": False}, "hetplug/per/priority_mean"),
 }  # fmt: skip
@@ -78,11 +79,12 @@ def _epymarl_run(
     plain: bool = False,
     key: str = KEY,
     src: Path | None = None,
+    transfer: bool = False,
     **overrides,
 ):
     """Run EPyMARL (the checkout's ``src/``, or ``src``) on lbforaging in ``root`` with
     ``alg``'s yaml plus ``hetplug: <hetplug>`` (no key when None); ``plain`` starts its
-    ``main.py`` directly instead of ``hetplug-epymarl``. Returns ``(returncode, stdout + stderr)``."""
+    ``main.py`` directly instead of ``hetplug-epymarl``; ``transfer`` passes ``--transfer``. Returns ``(returncode, stdout + stderr)``."""
     src = src or find_src(EPYMARL)
     config, written = alg, None
     if hetplug is not None:
@@ -107,6 +109,8 @@ def _epymarl_run(
         **overrides,
     }
     launcher = [str(src / "main.py")] if plain else ["-m", "hetplug_epymarl.cli", "--epymarl-src", str(src)]
+    if transfer:
+        launcher.append("--transfer")
     command = [sys.executable, *launcher, f"--config={config}", "--env-config=gymma", "with"]
     command += [f"{k}={v}" for k, v in settings.items()]
     root.mkdir(parents=True, exist_ok=True)
@@ -202,3 +206,37 @@ def test_real_epymarl_auto_import_route(tmp_path):
     main.write_text("import hetplug_epymarl.auto  # noqa: F401\n" + main.read_text())
     code, text = _epymarl_run(tmp_path, "qmix", ["per"], plain=True, src=src)
     assert code == 0 and "hetplug/per/priority_mean" in text, text[-4000:]
+
+
+@pytest.mark.slow
+@needs_epymarl
+def test_real_epymarl_happo_trains_without_the_key(tmp_path):
+    """``learner=hetplug_happo`` (registered by the launcher) in a run without the key: the
+    host's own run with hetplug's HAPPO learner, which logs its M factor."""
+    code, text = _epymarl_run(tmp_path, "mappo", None, key=KEY3, learner="hetplug_happo")
+    assert code == 0, text[-4000:]
+    assert "Beginning training" in text and "happo_factor_mean" in text, text[-4000:]
+
+
+@pytest.mark.slow
+@needs_epymarl
+@pytest.mark.parametrize("hp", [None, {"plugins": ["shppo"]}], ids=["stock-rnn", "shppo"])
+def test_real_epymarl_zero_shot_team_size(tmp_path, hp):
+    """Trained with 2 agents on rware (a fixed-size local view; agent ids off), the saved
+    agent is evaluated with 3 and with 1 agent by ``hetplug-epymarl --transfer``, without
+    training."""
+    rware = "rware:rware-tiny-{}ag-v2"
+    common = {"obs_agent_id": False, "save_model": True, "save_model_interval": 200}
+    code, text = _epymarl_run(tmp_path / "train", "mappo", hp, key=rware.format(2), **common)
+    assert code == 0, text[-4000:]
+    models = _epymarl_models(tmp_path / "train")
+    checkpoint = tmp_path / "checkpoint"  # the token has spaces; a plain path for the command line
+    shutil.copytree(models.parent, checkpoint)
+    for n in (3, 1):
+        code, text = _epymarl_run(
+            tmp_path / f"eval{n}", "mappo", hp, key=rware.format(n), transfer=True, obs_agent_id=False,
+            checkpoint_path=checkpoint, evaluate=True, test_nepisode=2,
+        )  # fmt: skip
+        assert code == 0, text[-4000:]
+        assert "Finished Evaluation" in text and "test_return_mean" in text, text[-4000:]
+        assert "Beginning training" not in text

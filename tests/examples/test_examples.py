@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -94,3 +96,17 @@ def test_hetdps_case_study_draws_every_distance_matrix(tmp_path):
     assert v1["response"] == [[0.0] * 4] * 4 and v1["observation"][0][2] > 0 and v1["observation"][0][1] == 0
     assert all(results["versions"]["v6"]["distances"][k][0][3] > 0 for k in module.KINDS)
     assert (tmp_path / "distances.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("model", ["shppo", "mlp"])
+def test_zero_shot_team_size_trains_at_three_and_evaluates_at_two_and_four(tmp_path, model):
+    """The BenchMARL zero-shot script, tiny: HAPPO with SHPPO's model (or the shared MLP)
+    trained with 3 agents on navigation, its mean episode reward at 2, 3 and 4 agents."""
+    module = load("zero_shot_team_size")
+    out = tmp_path / "result.json"
+    result = module.main(
+        ["--model", model, "--frames", "200", "--frames-per-batch", "100", "--envs", "4", "--minibatch", "50",
+         "--epochs", "1", "--evaluation-episodes", "2", "--max-steps", "10", "--out", str(out)]
+    )  # fmt: skip
+    assert sorted(result["eval"]) == [2, 3, 4] and all(v == v for v in result["eval"].values())
+    assert json.loads(out.read_text())["eval"].keys() == {"2", "3", "4"}

@@ -18,7 +18,8 @@ import torch
 from hetplug_benchmarl.algorithms import Happo, HappoConfig
 from hetplug_benchmarl.callback import HetplugCallback
 from hetplug_benchmarl.losses import WEIGHTED_LOSSES, Weighting, register_weighted_loss
-from hetplug_benchmarl.models import SHPPOModel, SHPPOModelConfig, SlotModel, SlotModelConfig, copy_policy
+from hetplug_benchmarl.models import SHPPOModel, SHPPOModelConfig, SlotModel, SlotModelConfig
+from hetplug_benchmarl.transfer import copy_policy, evaluate, evaluate_team_sizes
 
 __all__ = [
     "WEIGHTED_LOSSES",
@@ -31,6 +32,8 @@ __all__ = [
     "SlotModelConfig",
     "Weighting",
     "copy_policy",
+    "evaluate",
+    "evaluate_team_sizes",
     "register_weighted_loss",
     "wrap",
 ]

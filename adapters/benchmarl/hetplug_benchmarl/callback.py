@@ -52,7 +52,12 @@ def host_spec(exp, group: str) -> hetplug.HostSpec:
         device=old.storage.device if old.storage.device != "auto" else cfg.buffer_device,
         n_actions=int(exp.action_spec[group, "action"].space.n) if discrete else None,
         total_env_steps=int(total) if total else None,
-        extra={"framework": "benchmarl", "algorithm": type(exp.algorithm).__name__, "group": group},
+        extra={
+            "framework": "benchmarl",
+            "algorithm": type(exp.algorithm).__name__,
+            "group": group,
+            "gamma": float(cfg.gamma),  # the experiment's discount (SHPPO's latent losses use it)
+        },
     )
 
 

@@ -162,14 +162,16 @@ def plugin_outputs(experiment, callback) -> dict[str, Any]:
 
 
 def _episode_latents(exp, group: str) -> list:
-    """``[T, N, L]`` latent means of one evaluation episode (first environment)."""
-    from hetplug_benchmarl.wiring.shppo import shppo_model
+    """``[T, N, L]`` latents of one deterministic evaluation episode (first environment):
+    what the SHPPO model acted with, the means mu when it does not explore."""
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-    with torch.no_grad():
+    from hetplug_benchmarl.models import LATENT_KEY
+
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
         rollout = exp.test_env.rollout(max_steps=exp.max_steps, policy=exp.policy, auto_cast_to_device=True)
-        obs = rollout.get((group, "observation"))
-        obs = obs[0] if obs.dim() == 4 else obs  # vectorised envs: the first one
-        mu, _ = shppo_model(exp, group).latent_net(obs.to(next(exp.policy.parameters()).device))
+    mu = rollout.get((group, LATENT_KEY))
+    mu = mu[0] if mu.dim() == 4 else mu  # vectorised envs: the first one
     return mu.cpu().tolist()
 
 

@@ -56,7 +56,9 @@ def _choices() -> dict[str, list[str]]:
         {p.stem for p in (conf / "algorithm").glob("*.yaml")}
         | {p.stem for p in (CONF / "algorithm").glob("*.yaml")}
     )
-    tasks = sorted({f"{p.parent.name}/{p.stem}" for root in (conf, CONF) for p in (root / "task").glob("*/*.yaml")})
+    tasks = sorted(
+        {f"{p.parent.name}/{p.stem}" for root in (conf, CONF) for p in (root / "task").glob("*/*.yaml")}
+    )
     groups = sorted(p.stem for p in (CONF / "hetplug").glob("*.yaml"))
     return {"algorithm": algorithms, "task": tasks, "hetplug": groups}
 

@@ -10,7 +10,7 @@ wiring of the selected plugins.
 
 Modules: ``install`` (the wrapper), ``checks`` (the key, read before anything is built),
 ``session`` (dispatch), ``wiring/`` (one module per method: per, shep, lbs, hetdps,
-shppo), ``buffer`` and ``learner`` (the host's buffer and learner with the session behind
+shppo), ``happo`` (the ``hetplug_happo`` learner), ``transfer`` (zero-shot team size), ``buffer`` and ``learner`` (the host's buffer and learner with the session behind
 them), ``episodes`` (EpisodeBatch -> plain tensors), ``updates`` (the weighted Q and PPO
 updates), ``metrics`` (logging), ``checkpoint`` (hetplug.th), ``host`` (EPyMARL vs
 PyMARLzoo+), ``cli`` and ``auto`` (the two entries).
@@ -20,6 +20,6 @@ from __future__ import annotations
 
 from hetplug_epymarl.checks import read_config
 from hetplug_epymarl.host import Host, load_host
-from hetplug_epymarl.install import install, last_session, uninstall
+from hetplug_epymarl.install import install, last_session, last_transfer, uninstall
 
-__all__ = ["Host", "install", "last_session", "load_host", "read_config", "uninstall"]
+__all__ = ["Host", "install", "last_session", "last_transfer", "load_host", "read_config", "uninstall"]

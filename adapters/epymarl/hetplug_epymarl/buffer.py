@@ -3,7 +3,9 @@ for a run with the ``hetplug`` key.
 
 Storage, indexing and ``EpisodeBatch`` behaviour stay the host's. The buffer hands EPyMARL's
 three events to the run's session (:mod:`hetplug_epymarl.session`): its construction,
-``insert_episode_batch`` and ``sample``. What the wiring needs of it is here too: the
+``insert_episode_batch`` and ``sample``. At construction it adds the entries the wiring
+stores with each step (``Session.scheme_fields``, e.g. SHPPO's ``hetplug_latent``) to
+the scheme dict, which EPyMARL's ``run_sequential`` passes on to its runner unchanged. What the wiring needs of it is here too: the
 host's own insert and sample, a writer that stores episodes at given slots, and its
 contents for checkpoints.
 """
@@ -19,9 +21,14 @@ def make_buffer_class(base: type, session_getter) -> type:
     """A subclass of the host's ``ReplayBuffer`` that serves the active session."""
 
     class HetplugReplayBuffer(base):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)  # PyMARLzoo+'s takes args third: passed through
-            self.hetplug = session_getter()
+        def __init__(self, scheme: dict, *args: Any, **kwargs: Any) -> None:
+            session = session_getter()
+            # Entries the wiring stores with each step (SHPPO's latents). EPyMARL hands this
+            # same dict to its runner after building the buffer, so its episode batches
+            # carry them too.
+            scheme.update(session.scheme_fields())
+            super().__init__(scheme, *args, **kwargs)  # PyMARLzoo+'s takes args third: passed through
+            self.hetplug = session
             self.hetplug.buffer_built(self)
 
         def insert_episode_batch(self, ep_batch) -> None:

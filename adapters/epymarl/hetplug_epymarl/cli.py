@@ -4,6 +4,8 @@
 
 takes exactly main.py's arguments. EPyMARL's ``src/`` is found from ``--epymarl-src PATH``,
 else ``$HETPLUG_EPYMARL_SRC``, else ``./src`` (a checkout's root) or ``.`` (its src/).
+``--transfer`` evaluates a saved agent at another team size without training
+(:mod:`hetplug_epymarl.transfer`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ and run from the checkout. A config without the key runs EPyMARL unchanged.
 
 options:
   --epymarl-src PATH   EPyMARL's src/ (default: ${ENV_VAR}, else ./src or . from the working directory)
+  --transfer           evaluate a saved agent with another team size (docs/epymarl.md, "Zero-shot team size")
   -h, --help           this message
 
 docs: docs/epymarl.md and docs/configuration.md in hetplug's repository."""
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
         return
+    transfer = "--transfer" in argv
+    if transfer:  # evaluate a saved agent at another team size (hetplug_epymarl.transfer)
+        argv.remove("--transfer")
     explicit = None
     for i, arg in enumerate(argv):
         if arg == "--epymarl-src" and i + 1 < len(argv):
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(src))
     from hetplug_epymarl import install
 
-    install("epymarl")
+    install("epymarl", transfer=transfer)
     sys.argv = [str(src / "main.py"), *argv]
     runpy.run_path(str(src / "main.py"), run_name="__main__")
 

@@ -37,16 +37,27 @@ class Host:
     macs: dict = field(repr=False)  # the controller (mac) registry
 
     def learner_kind(self, args: Any) -> str | None:
-        """``"q"`` (the host's QLearner or a subclass), ``"ppo"`` (its PPOLearner), or None."""
+        """``"q"`` (the host's QLearner or a subclass), ``"happo"`` (hetplug's HAPPO learner,
+        :mod:`hetplug_epymarl.happo`), ``"ppo"`` (the host's PPOLearner or another
+        subclass), or None."""
         cls = self.learners.get(getattr(args, "learner", None))
         if isinstance(cls, type) and issubclass(cls, self.q_learner):
             return "q"
+        if isinstance(cls, type) and getattr(cls, "hetplug_happo", False):
+            return "happo"
         if isinstance(cls, type) and issubclass(cls, self.ppo_learner):
             return "ppo"
         return None
 
     def require_q_or_ppo_learner(self, plugin: str, args: Any) -> None:
-        if self.learner_kind(args) is None:
+        kind = self.learner_kind(args)
+        if kind == "happo":
+            raise ValueError(
+                f"hetplug.plugins: {plugin!r} is not wired for hetplug's HAPPO learner "
+                f"(learner={getattr(args, 'learner', None)!r}); use the PPO learner (learner: "
+                "ppo_learner, as in ippo, mappo)"
+            )
+        if kind is None:
             raise ValueError(
                 f"hetplug.plugins: {plugin!r} needs the Q-learner (learner: q_learner, as in "
                 f"iql, vdn, qmix) or the PPO learner (learner: ppo_learner, as in ippo, mappo); "

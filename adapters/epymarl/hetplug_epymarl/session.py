@@ -3,7 +3,8 @@ host's events to the run's wiring (:mod:`hetplug_epymarl.wiring`).
 
 EPyMARL calls, in ``run_sequential`` (FACTS.md)::
 
-    ReplayBuffer(...)              -> buffer_built   HostSpec, hetplug_configure
+    ReplayBuffer(scheme, ...)      -> scheme_fields  entries stored with each step (SHPPO's latent)
+                                   -> buffer_built   HostSpec (its extra: gamma, ...), hetplug_configure
     mac = REGISTRY[args.mac](...)  -> mac_class      (agent wiring: HetDPS, SHPPO)
     learner = REGISTRY[...](...)   -> learner_built  hetplug_bind (HostObjects)
     loop: buffer.insert_episode_batch -> insert      collection wiring, then replay storage
@@ -59,6 +60,11 @@ class Session:
     def mac_class(self, base: type) -> type:
         return base if self.wiring.agent is None else self.wiring.agent.mac_class(base)
 
+    def scheme_fields(self) -> dict[str, dict]:
+        """Entries the agent wiring stores in the episode batch (EPyMARL's scheme format)."""
+        fields = getattr(self.wiring.agent, "scheme", None)
+        return {} if fields is None else fields(self.args)
+
     def buffer_built(self, buffer) -> None:
         self.spec = hetplug.HostSpec(
             n_agents=int(buffer.groups["agents"]),
@@ -67,7 +73,11 @@ class Session:
             device=buffer.device,
             n_actions=width(buffer.scheme, "avail_actions"),
             total_env_steps=int(self.args.t_max) if getattr(self.args, "t_max", None) else None,
-            extra={"framework": self.host.name, "learner": getattr(self.args, "learner", None)},
+            extra={
+                "framework": self.host.name,
+                "learner": getattr(self.args, "learner", None),
+                "gamma": float(self.args.gamma) if getattr(self.args, "gamma", None) is not None else None,
+            },
         )
         if self.wiring.collection is not None:  # position slices, before any plugin sees them
             self.wiring.collection.buffer_built(buffer, self.spec)

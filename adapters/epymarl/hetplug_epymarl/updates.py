@@ -171,6 +171,20 @@ def _critic_step(learner, batch, rewards, mask, w) -> tuple[torch.Tensor, dict[s
     return masked, {k: t.detach() for k, t in stats.items()}
 
 
+def ppo_inputs(learner, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(rewards, actions, mask [B, T-1, 1])`` of steps ``0..T-2`` as the host's PPO learner
+    reads them (rewards standardised, and its running statistics updated, when it does)."""
+    rewards = batch["reward"][:, :-1]
+    actions = batch["actions"][:, :-1]
+    terminated = batch["terminated"][:, :-1].float()
+    mask = batch["filled"][:, :-1].float()
+    mask[:, 1:] = mask[:, 1:] * (1 - terminated[:, :-1])
+    if getattr(learner.args, "standardise_rewards", False):
+        learner.rew_ms.update(rewards)
+        rewards = (rewards - learner.rew_ms.mean) / torch.sqrt(learner.rew_ms.var)
+    return rewards, actions, mask
+
+
 def weighted_ppo_update(
     learner, batch, weights: torch.Tensor, t_env: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,14 +198,7 @@ def weighted_ppo_update(
     """
     args = learner.args
     n = learner.n_agents
-    rewards = batch["reward"][:, :-1]
-    actions = batch["actions"][:, :-1]
-    terminated = batch["terminated"][:, :-1].float()
-    mask = batch["filled"][:, :-1].float()
-    mask[:, 1:] = mask[:, 1:] * (1 - terminated[:, :-1])
-    if getattr(args, "standardise_rewards", False):
-        learner.rew_ms.update(rewards)
-        rewards = (rewards - learner.rew_ms.mean) / torch.sqrt(learner.rew_ms.var)
+    rewards, actions, mask = ppo_inputs(learner, batch)
     step_mask = mask.squeeze(-1).bool()
     mask = mask.repeat(1, 1, n)
     w = weights.to(mask.device, mask.dtype).reshape(-1, 1, 1)
@@ -220,20 +227,30 @@ def weighted_ppo_update(
     learner.old_mac.load_state(learner.mac)
     _step_targets(learner, "critic_training_steps")
 
-    if t_env - learner.log_stats_t >= args.learner_log_interval:
-        m = mask.sum().item()
-        log = learner.logger.log_stat
-        log("critic_loss", critic["critic_loss"].item(), t_env)
-        log("critic_grad_norm", critic["critic_grad_norm"].item(), t_env)
-        log("td_error_abs", critic["td"].abs().sum().item() / m, t_env)
-        log("q_taken_mean", (critic["v"] * mask).sum().item() / m, t_env)
-        log("target_mean", (critic["returns"] * mask).sum().item() / m, t_env)
-        log("advantage_mean", (advantages * mask).sum().item() / m, t_env)
-        log("pg_loss", pg_loss.item(), t_env)
-        log("agent_grad_norm", grad_norm.item(), t_env)
-        log("pi_max", (pi.max(dim=-1)[0] * mask).sum().item() / m, t_env)
-        learner.log_stats_t = t_env
+    log_ppo_stats(learner, t_env, mask, critic, advantages, pg_loss, grad_norm, pi)
     return advantages, step_mask
+
+
+def log_ppo_stats(learner, t_env: int, mask, critic, advantages, pg_loss, grad_norm, pi, **extra) -> bool:
+    """The host PPO learner's stats every ``learner_log_interval`` steps (its names), plus
+    ``extra`` floats; returns whether it logged."""
+    if t_env - learner.log_stats_t < learner.args.learner_log_interval:
+        return False
+    m = mask.sum().item()
+    log = learner.logger.log_stat
+    log("critic_loss", critic["critic_loss"].item(), t_env)
+    log("critic_grad_norm", critic["critic_grad_norm"].item(), t_env)
+    log("td_error_abs", critic["td"].abs().sum().item() / m, t_env)
+    log("q_taken_mean", (critic["v"] * mask).sum().item() / m, t_env)
+    log("target_mean", (critic["returns"] * mask).sum().item() / m, t_env)
+    log("advantage_mean", (advantages * mask).sum().item() / m, t_env)
+    log("pg_loss", pg_loss.item(), t_env)
+    log("agent_grad_norm", grad_norm.item(), t_env)
+    log("pi_max", (pi.max(dim=-1)[0] * mask).sum().item() / m, t_env)
+    for name, value in extra.items():
+        log(name, value, t_env)
+    learner.log_stats_t = t_env
+    return True
 
 
 # What the weighted updates read of the host learner and its args (EPyMARL's v2 learners and

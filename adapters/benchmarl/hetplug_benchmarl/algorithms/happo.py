@@ -38,6 +38,8 @@ from benchmarl.algorithms import Mappo, algorithm_config_registry
 from benchmarl.algorithms.common import Algorithm, AlgorithmConfig
 from benchmarl.utils import _read_yaml_config
 from tensordict import TensorDict, TensorDictBase
+from torchrl.envs.utils import set_exploration_type
+from torchrl.modules import set_recurrent_mode
 from torchrl.objectives import ClipPPOLoss
 
 from hetplug_benchmarl.losses import WEIGHT_KEY, WeightedClipPPOLoss, Weighting, register_weighted_loss
@@ -255,11 +257,14 @@ class Happo(Mappo):
         data = self.experiment.replay_buffers[group][:]
         rows = max(1, self.experiment_config.train_minibatch_size(True) // max(1, data[0].numel()))
         parts = []
-        for chunk in data.split(rows):
-            chunk = chunk.to(self.device)
-            advantage = chunk.get(loss.tensor_keys.advantage)
-            log_weight, _, _ = loss._log_weight(chunk, adv_shape=advantage.shape[:-1])
-            parts.append(log_weight[..., agent, 0])
+        # as inside the loss's forward: models that re-evaluate stored steps (SHPPO's stored
+        # latents, recurrent unrolls) see the same modes here
+        with set_exploration_type(loss.deterministic_sampling_mode), set_recurrent_mode(True):
+            for chunk in data.split(rows):
+                chunk = chunk.to(self.device)
+                advantage = chunk.get(loss.tensor_keys.advantage)
+                log_weight, _, _ = loss._log_weight(chunk, adv_shape=advantage.shape[:-1])
+                parts.append(log_weight[..., agent, 0])
         return torch.cat(parts)
 
     def _step_actor(self, group: str, objective: torch.Tensor, agent: int) -> None:
