@@ -12,7 +12,13 @@ KEY3 = "lbforaging:Foraging-8x8-3p-2f-v3"  # three agents: affinity propagation 
 SELF_POS = [9, 11]  # the agent's own (y, x): the first player block
 POSITIONS = {"key": "obs", "slice": SELF_POS}
 #: SHEP on lbforaging's 8x8 grid; Group-HER (on by default) is switched on by the tests about it
-SHEP = {"grid_low": [0, 0], "grid_high": [7, 7], "grid_shape": [8, 8], "intrinsic_reward": True, "group_her": False}
+SHEP = {
+    "grid_low": [0, 0],
+    "grid_high": [7, 7],
+    "grid_shape": [8, 8],
+    "intrinsic_reward": True,
+    "group_her": False,
+}
 HETDPS = {
     "interval": 2,
     "preference": -10.0,
@@ -58,3 +64,35 @@ def per_agent_rewards(batch, n: int):
     steps = torch.arange(r.shape[1], dtype=r.dtype).reshape(1, -1, 1)
     out.data.transition_data["reward"] = r * torch.arange(1, n + 1, dtype=r.dtype) + 0.1 * steps
     return out
+
+
+def slot_agent_matches_host_agent(host_agent_class, use_rnn: bool) -> None:
+    """Oracle: the slot agent with one slot in use computes what the host's own ``rnn``
+    agent module (``host_agent_class(input_shape, args)``) computes with slot 0's weights,
+    in the recurrent (GRUCell) or the feed-forward (``use_rnn: False``) form."""
+    from types import SimpleNamespace
+
+    from hetplug_epymarl.wiring.hetdps import SlotRNNAgent
+
+    torch.manual_seed(0)
+    n, i, h, a, bs = 3, 7, 8, 5, 4
+    args = SimpleNamespace(hidden_dim=h, n_actions=a, use_rnn=use_rnn, n_agents=n, name="qmix")
+    host = host_agent_class(i, args)
+    agent = SlotRNNAgent(i, n, h, a, n_slots=3, start="full", use_rnn=use_rnn)
+    names = {"fc1.weight": "fc1_w", "fc1.bias": "fc1_b", "rnn.weight_ih": "w_ih", "rnn.weight_hh": "w_hh",
+             "rnn.bias_ih": "b_ih", "rnn.bias_hh": "b_hh", "rnn.weight": "rnn_w", "rnn.bias": "rnn_b",
+             "fc2.weight": "fc2_w", "fc2.bias": "fc2_b"}  # fmt: skip
+    theirs = dict(host.named_parameters())
+    assert sorted(names[k] for k in theirs) == sorted(k for k, _ in agent.named_parameters())
+    with torch.no_grad():
+        for name, value in theirs.items():
+            value.copy_(getattr(agent, names[name])[0].T)
+    x, hid = torch.randn(bs * n, i), torch.randn(bs, n, h)
+    q, h1 = agent(x, hid)
+    q_ref, h_ref = host(x, hid)
+    torch.testing.assert_close(h1, h_ref)
+    torch.testing.assert_close(q, q_ref)
+    agent.routing.copy_(torch.tensor([0, 1, 2]))  # agents on their own slots: other weights
+    q2, _ = agent(x, hid)
+    torch.testing.assert_close(q2.view(bs, n, a)[:, 0], q.view(bs, n, a)[:, 0])
+    assert not torch.allclose(q2.view(bs, n, a)[:, 1], q.view(bs, n, a)[:, 1])

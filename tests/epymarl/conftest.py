@@ -152,12 +152,14 @@ def lbs_run(pymarlzoo, tmp_path_factory):
 
 @pytest.fixture(scope="package")
 def hetdps_runs(pymarlzoo, tmp_path_factory) -> dict:
-    """QMIX and MAPPO with HetDPS on three agents, regrouping every 2 updates."""
+    """QMIX and MAPPO with HetDPS on three agents, regrouping every 2 updates, and QMIX with
+    the feed-forward agent (``use_rnn: False``, as EPyMARL's stock qmix.yaml sets it)."""
     out = {}
+    hp = {"plugins": ["hetdps"], "hetdps": HETDPS}
     with pymarlzoo.inside(tmp_path_factory.mktemp("hetdps")):
         for config in ("qmix", "mappo"):
-            hp = {"plugins": ["hetdps"], "hetdps": HETDPS}
             out[config] = pymarlzoo.run(config, hp, key=KEY3, **ON_POLICY.get(config, {}))
+        out["qmix_feed_forward"] = pymarlzoo.run("qmix", hp, key=KEY3, use_rnn=False)
     return out
 
 

@@ -23,7 +23,7 @@ import yaml
 from hetplug_epymarl import read_config
 from hetplug_epymarl.cli import find_src
 
-from .cases import BAD, HETDPS, KEY, KEY3, ON_POLICY, shep
+from .cases import BAD, HETDPS, KEY, KEY3, ON_POLICY, shep, slot_agent_matches_host_agent
 
 EPYMARL = os.environ.get("HETPLUG_EPYMARL_SRC")
 needs_epymarl = pytest.mark.skipif(
@@ -35,6 +35,7 @@ REAL_RUNS = {
     "qmix-shep": ("qmix", shep(), {}, "hetplug/shep/moran_i"),
     "qmix-hetdps": ("qmix", {"plugins": ["hetdps"], "hetdps": HETDPS}, {"key": KEY3}, "hetplug/hetdps/n_groups"),
     "vdn-shep": ("vdn", shep(), {}, "hetplug/intrinsic_reward"),
+    "vdn-hetdps": ("vdn", {"plugins": ["hetdps"], "hetdps": HETDPS}, {"key": KEY3}, "hetplug/hetdps/n_groups"),
     "iql-lbs-per-agent-reward": ("iql", ["lbs"], {"common_reward": False}, "hetplug/lbs/shared_fraction"),
     "mappo-per": ("mappo", ["per"], {}, "hetplug/per/priority_mean"),
     "mappo-shep": ("mappo", shep(), {}, "hetplug/shep/moran_i"),
@@ -68,6 +69,24 @@ def test_the_real_epymarl_harness_writes_the_key_users_write():
         config = yaml.safe_load(_with_hetplug(base, hp))
         assert config == {**yaml.safe_load(base), "hetplug": hp}
         assert read_config(config["hetplug"]) is not None
+
+
+def _epymarl_module(relative: str):
+    """A module of the EPyMARL checkout loaded from its file (``modules/agents/rnn_agent.py``)
+    without putting its ``src/`` on this process's ``sys.path``."""
+    path = find_src(EPYMARL) / relative
+    spec = importlib.util.spec_from_file_location(f"epymarl_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_epymarl
+@pytest.mark.parametrize("use_rnn", [True, False], ids=["gru", "feed_forward"])
+def test_real_epymarl_slot_agent_is_epymarls_rnn_agent(use_rnn):
+    """Oracle: EPyMARL's own RNNAgent (modules/agents/rnn_agent.py) on slot 0's weights;
+    use_rnn False is the form of its stock qmix.yaml and vdn.yaml."""
+    slot_agent_matches_host_agent(_epymarl_module("modules/agents/rnn_agent.py").RNNAgent, use_rnn)
 
 
 def _epymarl_run(
@@ -139,11 +158,14 @@ def _model_tensors(models: Path) -> dict[str, torch.Tensor]:
 @needs_epymarl
 @pytest.mark.parametrize("case", list(REAL_RUNS))
 def test_real_epymarl_runs_each_plugin(tmp_path, case):
-    """A few hundred lbforaging steps of EPyMARL with the plugin, its metrics in EPyMARL's log."""
+    """A few hundred lbforaging steps of EPyMARL with the plugin, its metrics in EPyMARL's log.
+    HetDPS runs on the stock qmix.yaml and vdn.yaml (use_rnn: False) and regroups."""
     alg, hp, overrides, stat = REAL_RUNS[case]
     code, text = _epymarl_run(tmp_path, alg, hp, **overrides)
     assert code == 0, text[-4000:]
     assert "Beginning training" in text and stat in text, text[-4000:]
+    if "hetdps" in case:
+        assert "hetplug hetdps after update 2:" in text, text[-4000:]
 
 
 @pytest.mark.slow

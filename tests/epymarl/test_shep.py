@@ -19,7 +19,6 @@ HER = {
 }
 
 
-
 def test_shep_reads_the_configured_position_slice(runs):
     session, _ = runs["qmix", "shep"]
     buf = session.buffer
