@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 
 KEY = "lbforaging:Foraging-8x8-2p-3f-v3"  # obs per agent: 3 foods x (y, x, level), then players
@@ -96,3 +97,64 @@ def slot_agent_matches_host_agent(host_agent_class, use_rnn: bool) -> None:
     q2, _ = agent(x, hid)
     torch.testing.assert_close(q2.view(bs, n, a)[:, 0], q.view(bs, n, a)[:, 0])
     assert not torch.allclose(q2.view(bs, n, a)[:, 1], q.view(bs, n, a)[:, 1])
+
+
+#: tasks whose positions the extractors read (EPyMARL keys; PyMARLzoo+ runs lbforaging and
+#: rware), and where the agent's own coordinates are in its full observation (a second,
+#: independent witness): lbforaging (row, col) after the foods, rware (x, y) first
+EXTRACTOR_TASKS = {
+    "lbforaging": ("lbforaging:Foraging-5x5-2p-1f-v3", (3, 5)),
+    "rware": ("rware:rware-tiny-2ag-v2", (0, 2)),
+    "mpe": ("pz-mpe-simple-spread-v3", (2, 4)),
+    "smaclite": ("2s3z", None),
+}
+
+
+def _filled_forward(values: torch.Tensor) -> torch.Tensor:
+    """NaN entries (a unit no longer reported) take the previous step's value."""
+    out = values.clone()
+    for t in range(1, len(out)):
+        gone = torch.isnan(out[t])
+        out[t][gone] = out[t - 1][gone]
+    return out
+
+
+def check_env_fields(batches: list[dict], truth: list[list[dict]] | None, obs_slice=None) -> dict:
+    """Every inserted episode's recorded fields (``batches``: TrajectoryBatch tensors) against
+    the environment object's own values after the reset and after each step (``truth``,
+    the episode runner's train episodes in order; None when the environments ran in
+    worker processes) and against the agent's own coordinates in its observation
+    (``obs_slice``). Returns counts of what was checked."""
+    assert batches, "no episode reached the plugins"
+    seen = {"episodes": 0, "success": [], "dead": 0}
+    episode = 0
+    for tb in batches:
+        for b in range(tb["mask"].shape[0]):
+            n = int(tb["mask"][b].sum())
+            positions = tb["positions"][b, :n]
+            if obs_slice is not None:
+                torch.testing.assert_close(
+                    positions, tb["obs"][b, :n, :, obs_slice[0] : obs_slice[1]].float()
+                )
+            if truth is not None:
+                steps = truth[episode]
+                episode += 1
+                assert len(steps) == n  # one record after the reset and one after each step
+                obs = torch.as_tensor(np.stack([s["obs"] for s in steps])).float()
+                torch.testing.assert_close(tb["obs"][b, :n].float(), obs)  # the same episode
+                for name in ("positions", "opponent_positions"):
+                    if name in steps[0]:
+                        true = _filled_forward(torch.as_tensor(np.stack([s[name] for s in steps])))
+                        torch.testing.assert_close(tb[name][b, :n], true)
+                for name in ("alive", "opponent_alive"):
+                    if name in steps[0]:
+                        true = torch.as_tensor(np.stack([s[name] for s in steps]))
+                        assert torch.equal(tb[name][b, :n], true)
+                        seen["dead"] += int((~true).sum())
+                if "success" in steps[-1]:
+                    assert bool(tb["success"][b]) == steps[-1]["success"]
+                    seen["success"].append(bool(tb["success"][b]))
+                else:
+                    assert "success" not in tb
+            seen["episodes"] += 1
+    return seen
