@@ -64,12 +64,6 @@ def test_extractors_give_the_environments_agent_positions(host, spy, task, runne
         assert all(tb["mask"].shape[0] == 2 for tb in batches)
 
 
-def test_shep_without_positions_is_refused_before_training(host, capfd):
-    """No silent positions: lbforaging's obs[0:2] is the first food, not the agent."""
-    host.fails(capfd, r"hetplug.positions is required with 'shep': .*extractor: lbforaging\|mpe\|rware\|smaclite",
-               "qmix", ["shep"], t_max=100)  # fmt: skip
-
-
 def test_an_extractor_that_does_not_find_its_environment_is_refused(host, capfd):
     host.fails(capfd, r"hetplug.positions.extractor='rware': environment .* holds no rware environment",
                "qmix", _shep("rware"), t_max=100)  # fmt: skip
