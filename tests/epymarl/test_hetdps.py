@@ -34,6 +34,9 @@ def test_hetdps_regroups_every_interval_and_logs_the_plan(hetdps_runs, config):
     inner = session.learner.inner
     follower = inner.target_mac if config.startswith("qmix") else inner.old_mac
     assert inner.mac.agent.use_rnn == (config != "qmix_feed_forward")
+    if config == "qmix_feed_forward":  # grouping_distance {meta: 1.0, observation: 0.5}
+        assert {"hetdps/meta/mean_distance", "hetdps/observation/mean_distance"} <= set(session.metrics)
+        assert plugin.estimators["observation"].pool.x_dim == session.buffer.scheme["state"]["vshape"]
     routing = torch.tensor(session.plans[-1][1])
     assert torch.equal(inner.mac.agent.routing, routing) and torch.equal(follower.agent.routing, routing)
 
