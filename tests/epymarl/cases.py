@@ -163,3 +163,16 @@ def check_env_fields(batches: list[dict], truth: list[list[dict]] | None, obs_sl
                     assert "success" not in tb
             seen["episodes"] += 1
     return seen
+
+
+def check_lbforaging_success(batches: list[dict]) -> list[bool]:
+    """A second witness of lbforaging's success: at an episode's last step the first
+    agent's full observation shows no food left (every food entry is (-1, -1, 0))."""
+    found = []
+    for tb in batches:
+        for b in range(tb["mask"].shape[0]):
+            last = int(tb["mask"][b].sum()) - 1
+            food = tb["obs"][b, last, 0, :3]
+            assert bool(tb["success"][b]) == bool((food == torch.tensor([-1.0, -1.0, 0.0])).all())
+            found.append(bool(tb["success"][b]))
+    return found

@@ -32,6 +32,7 @@ from .cases import (
     KEY3,
     ON_POLICY,
     check_env_fields,
+    check_lbforaging_success,
     shep,
     slot_agent_matches_host_agent,
 )
@@ -288,6 +289,8 @@ def test_real_epymarl_extractors_give_the_environments_agent_positions(tmp_path,
         assert seen["dead"] > 0 and "alive" in record["batches"][0]  # units died and were masked
     if task in ("lbforaging", "smaclite") and runner == "episode":
         assert seen["success"] and "success" in record["batches"][0]
+    if task == "lbforaging":  # the observation agrees on success, in both runners
+        assert check_lbforaging_success(record["batches"])
     assert record["facts"]["is_beta"] == 1.0
 
 
