@@ -11,7 +11,8 @@ wiring of the selected plugins.
 Modules: ``install`` (the wrapper), ``checks`` (the key, read before anything is built),
 ``session`` (dispatch), ``wiring/`` (one module per method: per, shep, lbs, hetdps,
 shppo), ``buffer`` and ``learner`` (the host's buffer and learner with the session behind
-them), ``episodes`` (EpisodeBatch -> plain tensors), ``updates`` (the weighted Q and PPO
+them), ``episodes`` (EpisodeBatch -> plain tensors), ``env_fields`` (what the environment
+object reports: extractor positions, alive masks, success), ``updates`` (the weighted Q and PPO
 updates), ``metrics`` (logging), ``checkpoint`` (hetplug.th), ``host`` (EPyMARL vs
 PyMARLzoo+), ``cli`` and ``auto`` (the two entries).
 """
