@@ -1,18 +1,22 @@
-"""Large Batch Sharing on PettingZoo SISL Pursuit (the LBS paper's setting).
+"""Large Batch Sharing on PettingZoo SISL Pursuit, in the LBS paper's setting (its Table 1).
 
-Eight independent DQN pursuers, 30 evaders, a 16x16 grid (paper Table 1). Each learner has
-its own network and its own replay buffer; three ways of drawing its mini-batch are run
-side by side with the same seed:
+Eight independent DQN pursuers, 30 evaders, a 16x16 grid, **per-agent rewards**
+(``shared_reward=False``: each pursuer is paid for its own tags and catches) and the
+paper's reward values. Three variants run side by side with the same seed, and their
+returns are printed in one table:
 
-- ``independent``: B transitions from its own buffer (IDQN);
-- ``shared``: B transitions uniformly from all buffers (the paper's "IDQN same RB",
-  LBS with p1 = p2 = uniform);
-- ``lbs``: each agent draws B from its buffer, the K = 8 * 32 transitions form a large batch,
-  every learner computes its |TD| on all of it and keeps B with p2 proportional to |TD|,
-  weighted 1/(K p2) (hetplug's ``lbs`` plugin).
+- ``independent``: one Q-network and one replay buffer per pursuer; each learner draws
+  B transitions from its own buffer (IDQN);
+- ``ps``: parameter sharing, one Q-network and one replay buffer collecting every
+  pursuer's transitions; the single learner draws B of them per update (the paper's PS);
+- ``lbs``: independent networks and buffers; each agent draws B from its buffer, the
+  K = 8 * B transitions form a large batch, every learner computes its |TD| on all of it
+  and keeps B with p2 proportional to |TD|, weighted 1/(K p2) (hetplug's ``lbs`` plugin);
+- ``same_rb`` (not run by default; the paper's fourth curve, "IDQN same RB"): independent
+  networks drawing B uniformly from all buffers (LBS with p1 = p2 = uniform).
 
 The default is a reduced scale that runs in a few minutes on a CPU (an MLP instead of the
-CNN, 20k environment steps per method, a smaller buffer). The paper's scale:
+CNN, 20k environment steps per variant, a smaller buffer). The paper's scale:
 
     python examples/lbs_pursuit.py --network cnn --frames 800000 --capacity 120000 --train-every 1
 
@@ -40,16 +44,33 @@ from hetplug.lbs import AgentBuffers
 N_ACTIONS = 5
 OBS_SHAPE = (7, 7, 3)
 
+#: the variants: what each learner's mini-batch is drawn from, and how many Q-networks
+METHODS = {
+    "independent": "IDQN: own network, own buffer",
+    "ps": "parameter sharing: one network, one buffer of every pursuer's transitions",
+    "lbs": "LBS: own network, B of the K = M x B large batch by |TD|",
+    "same_rb": "IDQN same RB: own network, B uniformly from every buffer",
+}
+DEFAULT_METHODS = ("independent", "ps", "lbs")
+
+#: PettingZoo pursuit_v4 arguments of the paper's Table 1 (x/y sizes, pursuers, evaders and
+#: max cycles come from the command line)
+TABLE_1 = {
+    "shared_reward": False,
+    "surround": True,
+    "tag_reward": 0.01,
+    "constraint_window": 1.0,
+    "obs_range": 7,
+    "n_catch": 2,
+    "urgency_reward": -0.1,
+    "catch_reward": 5.0,
+}
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        default=["independent", "shared", "lbs"],
-        choices=["independent", "shared", "lbs"],
-    )
-    p.add_argument("--frames", type=int, default=20_000, help="environment steps per method")
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(METHODS))
+    p.add_argument("--frames", type=int, default=20_000, help="environment steps per variant")
     p.add_argument(
         "--network", choices=["mlp", "cnn"], default="mlp", help="cnn: the paper's [32, 64, 64], kernel 2"
     )
@@ -174,8 +195,9 @@ def make_env(args):
     from pettingzoo.sisl import pursuit_v4  # the pursuit extra
 
     return pursuit_v4.parallel_env(
-        n_pursuers=args.pursuers, n_evaders=args.evaders, max_cycles=args.max_cycles, x_size=16, y_size=16
-    )
+        n_pursuers=args.pursuers, n_evaders=args.evaders, max_cycles=args.max_cycles, x_size=16, y_size=16,
+        **TABLE_1,
+    )  # fmt: skip
 
 
 def run_method(method: str, args, progress) -> dict:
@@ -184,10 +206,11 @@ def run_method(method: str, args, progress) -> dict:
     obs_d, _ = env.reset(seed=args.seed)
     agents = list(env.agents)
     M, B = len(agents), args.batch
-    net = IndependentQ(args.network, M, args.lr, device, args.seed)
+    shared_net = method == "ps"  # one Q-network (and one buffer: every pursuer's transitions)
+    net = IndependentQ(args.network, 1 if shared_net else M, args.lr, device, args.seed)
     buffers = AgentBuffers(M, args.capacity, device=device)
-    plugins = [] if method == "independent" else ["lbs"]
-    options = {"lbs": {"priority": "uniform" if method == "shared" else "td"}} if plugins else {}
+    plugins = ["lbs"] if method in ("lbs", "same_rb") else []
+    options = {"lbs": {"priority": "uniform" if method == "same_rb" else "td"}} if plugins else {}
     pm = hetplug.get_plugin_manager(plugins, options)
     pm.hook.hetplug_configure.call_historic(
         kwargs={"spec": hetplug.HostSpec(n_agents=M, max_steps=1, capacity=args.capacity, device=device)}
@@ -200,15 +223,17 @@ def run_method(method: str, args, progress) -> dict:
         return torch.as_tensor(np.stack([d[a] for a in agents]), device=device)
 
     obs = stack(obs_d)
-    episode_return, returns, frames_at, shared_fraction = 0.0, [], [], []
+    agent_return = torch.zeros(M)
+    returns, agent_returns, frames_at, shared_fraction = [], [], [], []
     start = time.perf_counter()
     for frame in range(1, args.frames + 1):
         eps = max(
             args.eps_end,
             args.eps_start - (args.eps_start - args.eps_end) * frame / (args.eps_fraction * args.frames),
         )
-        with torch.no_grad():
-            greedy = net.q(obs.unsqueeze(1)).squeeze(1).argmax(-1).cpu()
+        with torch.no_grad():  # [M, 1, A] from M networks, or [1, M, A] from the shared one
+            q = net.q(obs.unsqueeze(0)) if shared_net else net.q(obs.unsqueeze(1))
+            greedy = q.reshape(M, N_ACTIONS).argmax(-1).cpu()
         random_a = torch.randint(0, N_ACTIONS, (M,), generator=explore)
         action = torch.where(torch.rand(M, generator=explore) < eps, random_a, greedy)
         nxt_d, rew_d, term_d, trunc_d, _ = env.step({a: int(action[i]) for i, a in enumerate(agents)})
@@ -229,17 +254,22 @@ def run_method(method: str, args, progress) -> dict:
                     reward=reward.view(1, 1, M), mask=torch.ones(1, 1, dtype=torch.bool, device=device)
                 )
             )
-        episode_return += float(reward.sum())
+        agent_return += reward.cpu()  # per-agent rewards: each pursuer's own
         obs = nxt
         if all(term_d.values()) or all(trunc_d.values()) or not env.agents:
-            returns.append(episode_return)
+            returns.append(float(agent_return.sum()))
+            agent_returns.append(agent_return.tolist())
             frames_at.append(frame)
-            episode_return = 0.0
+            agent_return = torch.zeros(M)
             obs = stack(env.reset(seed=args.seed + len(returns))[0])
         if frame >= args.learning_starts and frame % args.train_every == 0:
             if plugins:
                 sample = pm.hook.hetplug_replay_sample(batch_size=B, generator=gen, td_fn=td_fn)
                 sources, slots, weights = sample.sources, sample.indices, sample.weights
+            elif shared_net:  # the one learner: B of every pursuer's transitions
+                slots = torch.randint(len(buffers), (1, B), generator=gen, device=device)
+                sources = torch.randint(M, (1, B), generator=gen, device=device)
+                weights = torch.ones(1, B, device=device)
             else:
                 slots = torch.randint(len(buffers), (M, B), generator=gen, device=device)
                 sources = torch.arange(M, device=device).unsqueeze(1).expand(M, B)
@@ -252,13 +282,31 @@ def run_method(method: str, args, progress) -> dict:
             net.sync_target()
         progress(method, frame, returns)
     env.close()
+    last = returns[-5:]
     return {
         "episode_returns": returns,
+        "agent_returns": agent_returns,
         "episode_end_frames": frames_at,
-        "final_mean_return": sum(returns[-5:]) / max(1, len(returns[-5:])),
+        "final_mean_return": sum(last) / max(1, len(last)),
+        "final_mean_agent_return": sum(last) / max(1, len(last)) / M,
+        "networks": 1 if shared_net else M,
         "shared_fraction": sum(shared_fraction) / max(1, len(shared_fraction)),
         "seconds": time.perf_counter() - start,
     }
+
+
+def table(results: dict, pursuers: int) -> str:
+    """The variants' returns side by side (mean of the last 5 episodes)."""
+    lines = [
+        f"| variant | networks | episodes | return (sum of {pursuers} pursuers) | per pursuer | shared | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, r in results.items():
+        lines.append(
+            f"| {method} | {r['networks']} | {len(r['episode_returns'])} | {r['final_mean_return']:.2f} | "
+            f"{r['final_mean_agent_return']:.2f} | {r['shared_fraction']:.2f} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -284,23 +332,10 @@ def main(argv=None):
         results[method] = run_method(method, args, progress)
         if bar is not None:
             bar.close()
-        r = results[method]
-        print(
-            f"{method}: {len(r['episode_returns'])} episodes, last-5 mean return {r['final_mean_return']:.2f}, "
-            f"{r['seconds']:.0f} s",
-            file=sys.stderr,
-        )
-    summary = {"args": vars(args), "results": results}
+    summary = {"args": vars(args), "table_1": TABLE_1, "results": results}
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     plot(results, out / "returns.png", args)
-    print(
-        json.dumps(
-            {
-                m: {k: v for k, v in r.items() if k in ("final_mean_return", "shared_fraction", "seconds")}
-                for m, r in results.items()
-            }
-        )
-    )
+    print(table(results, args.pursuers))
     return summary
 
 
@@ -323,7 +358,7 @@ def plot(results: dict, path: Path, args) -> None:
         ax.plot(r["episode_end_frames"][k - 1 :], smooth.tolist(), label=method)
     ax.set_xlabel("environment steps")
     ax.set_ylabel(f"episode return (sum over {args.pursuers} pursuers, mean of 5)")
-    ax.set_title(f"Pursuit, independent DQN ({args.network}), seed {args.seed}")
+    ax.set_title(f"Pursuit, per-agent rewards, DQN ({args.network}), seed {args.seed}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

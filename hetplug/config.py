@@ -10,7 +10,8 @@ yaml, and parsed here, by :func:`parse_config`::
       plugins: [shep, hetdps]
       shep: {grid_shape: [8, 8]}         # one mapping of options per selected plugin
       hetdps: {interval: 50}
-      positions: {key: obs, slice: [0, 2]}       # where agent positions are (SHEP)
+      positions: {key: obs, slice: [0, 2]}       # where agent positions are (SHEP), or
+                                                 # {extractor: lbforaging} (EPyMARL)
       opponents: {group: adversary, slice: [0, 2]}
       replay_window: 1                   # on-policy hosts: rollouts a prioritised buffer keeps
 
@@ -26,6 +27,10 @@ from typing import Any
 
 #: top-level keys besides the selected plugins' names
 TOP_LEVEL_KEYS = ("plugins", "positions", "opponents", "replay_window")
+
+#: named position extractors (``positions: {extractor: <name>}``): agents read from the
+#: environment object at every step, where a host can reach it (EPyMARL: docs/epymarl.md)
+POSITION_EXTRACTORS = ("lbforaging", "mpe", "rware", "smaclite")
 
 
 def did_you_mean(value: str, choices: list[str] | tuple[str, ...]) -> str:
@@ -52,6 +57,9 @@ class PositionSource:
             opponents, into entities (default 2 there; a per-agent slice is one entity).
         agent: opponents read from observations: whose observation holds them.
         group: opponents in BenchMARL: the agent group whose entries are read.
+        extractor: instead of an entry's slice, a named extractor that reads the agents
+            from the environment object (:data:`POSITION_EXTRACTORS`; hosts that cannot
+            reach the environment refuse it).
     """
 
     key: str | tuple[str, ...] = "obs"
@@ -59,6 +67,7 @@ class PositionSource:
     dim: int | None = None
     agent: int = 0
     group: str | None = None
+    extractor: str | None = None
 
     @classmethod
     def parse(cls, value: Any, where: str) -> PositionSource:
@@ -69,13 +78,15 @@ class PositionSource:
             raise ValueError(
                 f"{where} must be a mapping like {{key: obs, slice: [0, 2]}}, got {where}={value!r}"
             )
-        names = ("key", "slice", "dim", "agent", "group")
+        names = ("key", "slice", "dim", "agent", "group", "extractor")
         unknown = sorted(set(value) - set(names))
         if unknown:
             raise ValueError(
                 f"unknown key {where}.{unknown[0]}{did_you_mean(unknown[0], names)}; "
                 f"accepted: {', '.join(sorted(names))}"
             )
+        if "extractor" in value:
+            return cls._extractor(value, where)
         key = value.get("key", "obs")
         if isinstance(key, str):
             key = key if "/" not in key else tuple(key.split("/"))
@@ -112,6 +123,27 @@ class PositionSource:
             raise ValueError(f"{where}.group must name an agent group, got {where}.group={group!r}")
         return cls(key=key, slice=(int(sl[0]), int(sl[1])), dim=dim, agent=int(agent), group=group)
 
+    @classmethod
+    def _extractor(cls, value: Mapping, where: str) -> PositionSource:
+        others = sorted(set(value) - {"extractor"})
+        if others:
+            raise ValueError(
+                f"{where}.extractor replaces key and slice: give one or the other (got {', '.join(others)})"
+            )
+        name = value["extractor"]
+        if name not in POSITION_EXTRACTORS:
+            raise ValueError(
+                f"unknown extractor {where}.extractor={name!r}{did_you_mean(name, POSITION_EXTRACTORS)}; "
+                f"extractors: {', '.join(POSITION_EXTRACTORS)}"
+            )
+        return cls(extractor=name)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The mapping form back (``{extractor: name}`` or the entry's set fields)."""
+        if self.extractor is not None:
+            return {"extractor": self.extractor}
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
     @property
     def width(self) -> int:
         return self.slice[1] - self.slice[0]
@@ -147,7 +179,7 @@ class HetplugConfig:
         for name in ("positions", "opponents"):
             source = getattr(self, name)
             if source is not None:
-                out[name] = {k: v for k, v in source.__dict__.items() if v is not None}
+                out[name] = source.as_dict()
         out["replay_window"] = self.replay_window
         return out
 

@@ -2,18 +2,21 @@
 
 Hooks (HetDPS Algorithm 1):
 
-* ``hetplug_trajectories_collected``: builds each agent's meta-transition (Appendix G)
-  from the batch and adds it to the distance estimator's sample pool: x = (local state,
-  action), y = (next local state, next observation, reward replicated). Fields read:
-  ``obs [B, T, N, O]``, ``actions [B, T, N]`` (discrete, one-hot encoded with
-  ``HostSpec.n_actions``) or ``[B, T, N, A]``, ``reward [B, T]`` or ``[B, T, N]``,
-  ``mask``, ``done`` (optional), and ``extra["local_state"] [B, T, N, L]`` when the host
-  has local states (otherwise the observation stands in for the local state and the
-  next local state is left out). Pairs (t, t+1) are kept where both steps are valid and
-  t is not terminal.
-* ``hetplug_after_update``: every ``interval`` updates, fits the CVAE on the pool, computes
-  the ``[N, N]`` meta-transition distance matrix, regroups the agents and, when the host
-  bound its :class:`~hetplug.sharing.ParameterSlots`, applies the plan in place. Returns
+* ``hetplug_trajectories_collected``: builds, for each distance the grouping uses
+  (``grouping_distance``; by default the meta-transition of Appendix G, the paper's
+  choice), each agent's (x, y) samples from the batch and adds them to that distance's
+  sample pool. The meta-transition: x = (local state, action), y = (next local state, next
+  observation, reward replicated). Fields read: ``obs [B, T, N, O]``, ``actions [B, T, N]``
+  (discrete, one-hot encoded with ``HostSpec.n_actions``) or ``[B, T, N, A]``,
+  ``reward [B, T]`` or ``[B, T, N]``, ``mask``, ``done`` (optional), ``state [B, T, S]``
+  (the model-based distances), and ``extra["local_state"] [B, T, N, L]`` when the host
+  has local states (otherwise the observation stands in for the local state, and the
+  meta-transition leaves the next local state out). Pairs (t, t+1) are kept where both
+  steps are valid and t is not terminal.
+* ``hetplug_after_update``: every ``interval`` updates, fits each distance's CVAE on its
+  pool, computes the ``[N, N]`` distance matrix the grouping uses (one type's, or a
+  weighted sum of several), regroups the agents and, when the host bound its
+  :class:`~hetplug.sharing.ParameterSlots`, applies the plan in place. Returns
   ``hetdps/plan`` (a :class:`SharingPlan`), ``hetdps/distance`` and scalars.
 
 The host routes agents with ``pm.get_plugin("hetdps").routing()`` (or lets
@@ -29,9 +32,10 @@ import torch
 import torch.nn.functional as F
 
 from hetplug._checks import check_int, config_from_dict
+from hetplug.config import did_you_mean
 from hetplug.distance.cvae import CVAEConfig
 from hetplug.distance.estimator import DistanceEstimator
-from hetplug.distance.features import build_features
+from hetplug.distance.features import HETEROGENEITY_TYPES, build_features
 from hetplug.hookspecs import hookimpl
 from hetplug.sharing.manager import DynamicSharingManager, SharingConfig
 from hetplug.sharing.slots import ParameterSlots
@@ -60,10 +64,18 @@ class HetDPSConfig:
     distance_samples: int = 1024
     """Monte-Carlo samples of x for each distance matrix."""
     reward_repeat: int | str = "auto"
+    grouping_distance: str | dict[str, float] = "meta"
+    """The heterogeneity distance the agents are grouped on: ``"meta"`` (default: the
+    model-free meta-transition distance, Appendix G, which the paper groups on), one of the
+    other types of Table 1 (``"observation"``, ``"response"``, ``"effect"``,
+    ``"objective"``: model-based, they need the global state; ``"policy"``: model-free,
+    observation -> action), or a mapping ``{type: weight}`` whose weighted sum of matrices
+    is clustered (e.g. ``{meta: 1.0, policy: 0.5}``)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
         self.sharing_config()  # validates the sharing fields
+        self.grouping_weights()  # validates grouping_distance
         config_from_dict(CVAEConfig, self.cvae, "hetdps.cvae")
         check_int("pool_capacity", self.pool_capacity, 1)
         if self.fit_samples is not None:
@@ -72,6 +84,27 @@ class HetDPSConfig:
         if self.reward_repeat != "auto":
             check_int("reward_repeat", self.reward_repeat, 1)
         check_int("seed", self.seed, 0)
+
+    def grouping_weights(self) -> dict[str, float]:
+        """``grouping_distance`` as ``{type: weight}``."""
+        value = self.grouping_distance
+        weights = {value: 1.0} if isinstance(value, str) else value
+        if not isinstance(weights, dict) or not weights:
+            raise ValueError(
+                f"grouping_distance must be a heterogeneity type or a mapping {{type: weight}}, "
+                f"got grouping_distance={value!r}"
+            )
+        for kind, weight in weights.items():
+            if kind not in HETEROGENEITY_TYPES:
+                raise ValueError(
+                    f"grouping_distance: unknown heterogeneity type {kind!r}"
+                    f"{did_you_mean(kind, list(HETEROGENEITY_TYPES))}; types: {', '.join(HETEROGENEITY_TYPES)}"
+                )
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+                raise ValueError(
+                    f"grouping_distance: the weight of {kind!r} must be a number > 0, got {weight!r}"
+                )
+        return {k: float(w) for k, w in weights.items()}
 
     def sharing_config(self) -> SharingConfig:
         return SharingConfig(
@@ -87,12 +120,12 @@ class HetDPSConfig:
         )
 
 
-def meta_transitions(
-    batch: TrajectoryBatch, n_actions: int | None, reward_repeat: int | str = "auto"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Meta-transition samples ``(x [S, N, x_dim], y [S, N, y_dim])`` from a trajectory batch.
+def transition_fields(batch: TrajectoryBatch, n_actions: int | None) -> dict[str, torch.Tensor | None]:
+    """The per-step fields of the valid (t, t+1) pairs of ``batch``, as
+    :func:`~hetplug.distance.build_features` names them: ``[S, N, d]`` per agent or
+    ``[S, d]`` global (``state``, ``next_state``: None without a global state).
 
-    One host synchronisation (selecting the valid (t, t+1) pairs).
+    One host synchronisation (selecting the valid pairs).
     """
     if batch.obs is None or batch.actions is None:
         raise ValueError("the hetdps plugin needs batch.obs [B, T, N, O] and batch.actions")
@@ -109,20 +142,56 @@ def meta_transitions(
         valid = valid & ~batch.done[:, :-1].bool()
     rows = valid.reshape(-1).nonzero().squeeze(-1)
 
-    def now(t: torch.Tensor) -> torch.Tensor:
-        return t[:, :-1].reshape(-1, *t.shape[2:])[rows]
+    def now(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t[:, :-1].reshape(-1, *t.shape[2:])[rows]
 
-    def nxt(t: torch.Tensor) -> torch.Tensor:
-        return t[:, 1:].reshape(-1, *t.shape[2:])[rows]
+    def nxt(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t[:, 1:].reshape(-1, *t.shape[2:])[rows]
 
-    fields = {
-        "local_state": now(local if local is not None else obs),
+    own = local if local is not None else obs  # the observation stands in for the local state
+    return {
+        "obs": now(obs),
+        "local_state": now(own),
         "action": now(actions),
-        "next_local_state": nxt(local) if local is not None else None,
+        "joint_action": now(actions),
+        "next_local_state": nxt(own),
         "next_obs": nxt(obs),
         "reward": now(reward).unsqueeze(-1),
+        "state": now(batch.state),
+        "next_state": nxt(batch.state),
+        "has_local_state": local is not None,
     }
-    return build_features("meta", fields, n, reward_repeat)
+
+
+def distance_samples(
+    kind: str, fields: dict[str, Any], n_agents: int, reward_repeat: int | str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x [S, N, x_dim], y [S, N, y_dim])`` of heterogeneity type ``kind`` from
+    :func:`transition_fields`. Without local states the meta-transition leaves the next
+    local state out (the next observation is already in y)."""
+    preset = HETEROGENEITY_TYPES[kind]
+    for name in ("state", "next_state"):
+        if name in preset.x + preset.y and fields[name] is None:
+            raise ValueError(
+                f"hetdps.grouping_distance: {kind!r} needs the global state (batch.state [B, T, S]); "
+                f"this host's batches have none"
+            )
+    chosen = {name: fields[name] for name in preset.x + preset.y}
+    if kind == "meta" and not fields["has_local_state"]:
+        chosen["next_local_state"] = None
+    return build_features(kind, chosen, n_agents, reward_repeat)
+
+
+def meta_transitions(
+    batch: TrajectoryBatch, n_actions: int | None, reward_repeat: int | str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Meta-transition samples ``(x [S, N, x_dim], y [S, N, y_dim])`` from a trajectory batch."""
+    fields = transition_fields(batch, n_actions)
+    return distance_samples("meta", fields, batch.obs.shape[2], reward_repeat)
+
+
+def _mean_off_diagonal(distance: torch.Tensor) -> float:
+    return float(distance.sum()) / max(1, distance.numel() - distance.shape[0])
 
 
 class HetDPSPlugin:
@@ -132,11 +201,17 @@ class HetDPSPlugin:
 
     def __init__(self, config: HetDPSConfig | None = None) -> None:
         self.config = config or HetDPSConfig()
+        self.weights = self.config.grouping_weights()
         self.spec: HostSpec | None = None
         self.manager: DynamicSharingManager | None = None
-        self.estimator: DistanceEstimator | None = None
+        self.estimators: dict[str, DistanceEstimator] = {}
         self.slots: ParameterSlots | None = None
         self.last_distance: torch.Tensor | None = None
+
+    @property
+    def estimator(self) -> DistanceEstimator | None:
+        """The first grouping distance's estimator (the only one by default: ``meta``)."""
+        return self.estimators.get(next(iter(self.weights)))
 
     @hookimpl
     def hetplug_configure(self, spec: HostSpec) -> None:
@@ -171,10 +246,10 @@ class HetDPSPlugin:
         if self.manager is None:
             raise RuntimeError("call hetplug_configure before using the hetdps plugin")
 
-    def _build_estimator(self, x_dim: int, y_dim: int) -> DistanceEstimator:
+    def _build_estimator(self, kind: str, x_dim: int, y_dim: int) -> DistanceEstimator:
         c = self.config
         return DistanceEstimator(
-            self.spec.n_agents, x_dim, y_dim, "model_free", c.cvae,
+            self.spec.n_agents, x_dim, y_dim, HETEROGENEITY_TYPES[kind].mode, c.cvae,
             c.pool_capacity, c.fit_samples, self.spec.device, c.seed,
         )  # fmt: skip
 
@@ -183,12 +258,14 @@ class HetDPSPlugin:
         self._require_configured()
         if batch.max_steps < 2:
             return None
-        x, y = meta_transitions(batch, self.spec.n_actions, self.config.reward_repeat)
-        if x.shape[1] != self.spec.n_agents:
-            raise ValueError(f"batch has {x.shape[1]} agents but HostSpec.n_agents={self.spec.n_agents}")
-        if self.estimator is None:
-            self.estimator = self._build_estimator(x.shape[-1], y.shape[-1])
-        self.estimator.add(x, y)
+        fields = transition_fields(batch, self.spec.n_actions)
+        for kind in self.weights:
+            x, y = distance_samples(kind, fields, batch.obs.shape[2], self.config.reward_repeat)
+            if x.shape[1] != self.spec.n_agents:
+                raise ValueError(f"batch has {x.shape[1]} agents but HostSpec.n_agents={self.spec.n_agents}")
+            if kind not in self.estimators:
+                self.estimators[kind] = self._build_estimator(kind, x.shape[-1], y.shape[-1])
+            self.estimators[kind].add(x, y)
         return None
 
     @hookimpl
@@ -196,10 +273,19 @@ class HetDPSPlugin:
         self._require_configured()
         if not self.manager.due(update):
             return None
-        if self.estimator is None or len(self.estimator.pool) == 0:
+        if len(self.estimators) < len(self.weights) or any(
+            len(e.pool) == 0 for e in self.estimators.values()
+        ):
             return {"hetdps/skipped": 1.0}
-        fit = self.estimator.fit()
-        distance = self.estimator.distance_matrix(n_samples=self.config.distance_samples)
+        out: dict[str, Any] = {}
+        distance, losses = 0.0, []
+        for kind, weight in self.weights.items():  # eq. (3) per type, then their weighted sum
+            estimator = self.estimators[kind]
+            losses.append(estimator.fit()["loss"])
+            d = estimator.distance_matrix(n_samples=self.config.distance_samples)
+            distance = distance + weight * d
+            if len(self.weights) > 1:
+                out[f"hetdps/{kind}/mean_distance"] = _mean_off_diagonal(d)
         plan = self.manager.update(distance)
         if self.slots is not None:
             self.slots.apply(plan)
@@ -208,27 +294,37 @@ class HetDPSPlugin:
             "hetdps/plan": plan,
             "hetdps/distance": distance,
             "hetdps/n_groups": float(plan.n_groups),
-            "hetdps/cvae_loss": fit["loss"],
-            "hetdps/mean_distance": float(distance.sum()) / max(1, distance.numel() - distance.shape[0]),
+            "hetdps/cvae_loss": sum(losses) / len(losses),
+            "hetdps/mean_distance": _mean_off_diagonal(distance),
+            **out,
         }
 
     def state_dict(self) -> dict[str, Any]:
         self._require_configured()
         state: dict[str, Any] = versioned({"manager": self.manager.state_dict()})
-        if self.estimator is not None:
-            state["estimator"] = self.estimator.state_dict()
-            state["dims"] = (self.estimator.pool.x_dim, self.estimator.pool.y_dim)
+        state["estimators"] = {kind: e.state_dict() for kind, e in self.estimators.items()}
+        state["dims"] = {kind: (e.pool.x_dim, e.pool.y_dim) for kind, e in self.estimators.items()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the grouping and the estimator; the slot parameters are the host's (saved
+        """Restore the grouping and the estimators; the slot parameters are the host's (saved
         with its model)."""
         state = read_versioned(state, "hetdps")
         self._require_configured()
         self.manager.load_state_dict(state["manager"])
-        if "estimator" in state:
-            self.estimator = self._build_estimator(*state["dims"])
-            self.estimator.load_state_dict(state["estimator"])
+        saved = state.get("estimators", {})
+        dims = state.get("dims", {})
+        if "estimator" in state:  # saved before grouping_distance: the meta-transition's
+            saved, dims = {"meta": state["estimator"]}, {"meta": state["dims"]}
+        if set(saved) - set(self.weights):
+            raise ValueError(
+                f"hetdps state holds distances {sorted(saved)} but this run groups on "
+                f"{sorted(self.weights)} (grouping_distance)"
+            )
+        self.estimators = {}
+        for kind, estimator_state in saved.items():
+            self.estimators[kind] = self._build_estimator(kind, *dims[kind])
+            self.estimators[kind].load_state_dict(estimator_state)
         if self.slots is not None:
             for r in self.slots.routing:
                 r.copy_(self.manager.routing(r.device))

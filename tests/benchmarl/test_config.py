@@ -31,6 +31,7 @@ def test_callback_pickles_without_its_experiment(experiment):
         (["shep"], {"positions": {"slice": [0, 40]}}, "positions.slice=[0, 40] is out of range"),
         (["shep"], {"positions": {"key": "nope"}}, "positions.key=['nope']"),
         (["shep"], {"opponents": {"group": "enemies"}}, "opponents.group='enemies'"),
+        (["shep"], {"positions": {"extractor": "mpe"}}, "positions.extractor='mpe' is EPyMARL's"),
     ],
 )
 def test_bad_configuration_fails_at_wrap_time(experiment, plugins, kwargs, message):

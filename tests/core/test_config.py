@@ -56,6 +56,30 @@ def test_bad_configs_name_the_key_and_the_value(value, match):
         parse_config(value)
 
 
+def test_position_extractors():
+    """``{extractor: <name>}``: positions read from the environment object by a named
+    extractor (EPyMARL's lbforaging, mpe, rware, smaclite) instead of a batch entry's slice;
+    the name is checked, and it replaces key and slice."""
+    source = PositionSource.parse({"extractor": "lbforaging"}, "hetplug.positions")
+    assert source.extractor == "lbforaging"
+    cfg = parse_config(
+        {"plugins": ["shep"], "positions": {"extractor": "smaclite"}, "opponents": {"extractor": "smaclite"}}
+    )
+    assert cfg.as_dict()["positions"] == {"extractor": "smaclite"}
+    assert parse_config(cfg.as_dict()) == cfg
+    assert set(hetplug.config.POSITION_EXTRACTORS) == {"lbforaging", "mpe", "rware", "smaclite"}
+    with pytest.raises(
+        ValueError,
+        match=r"hetplug.positions.extractor='lbforagin' \(did you mean 'lbforaging'\?\).*lbforaging, mpe, rware, smaclite",
+    ):
+        PositionSource.parse({"extractor": "lbforagin"}, "hetplug.positions")
+    with pytest.raises(
+        ValueError,
+        match=r"hetplug.positions.extractor replaces key and slice: give one or the other \(got slice\)",
+    ):
+        PositionSource.parse({"extractor": "rware", "slice": [0, 2]}, "hetplug.positions")
+
+
 def test_position_key_forms():
     assert PositionSource.parse({"key": ["info", "pos"]}, "p").key == ("info", "pos")
     assert PositionSource.parse({"key": "info/pos"}, "p").key == ("info", "pos")

@@ -21,6 +21,7 @@ from hetplug.sharing import (
     cluster_agents,
     match_groups,
 )
+from hetplug.sharing.plugin import distance_samples, transition_fields
 
 
 def group_distance(types, between=1.0, seed=0):
@@ -383,3 +384,91 @@ def test_hetdps_plugin_errors():
     assert manager.update(group_distance([0, 0, 1, 1, 2, 2]) * 0.1).n_groups == 1  # all below 0.5
     with pytest.raises(ValueError, match="slots has 3 slots but the manager uses n_slots=6"):
         pm.get_plugin("hetdps").bind(ParameterSlots([torch.zeros(3, 2)]))
+
+
+def policy_batch(types, b=16, t=20, seed=0):
+    """Agents alike in everything but their policy: type 0 picks action 0 or 1, type 1
+    action 2 or 3, by the same rule on the observation; a global state is there too."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(types)
+    obs = torch.rand(b, t, n, 2, generator=g)
+    actions = (obs[..., 0] > 0.5).long() + 2 * torch.tensor(types)
+    return hetplug.TrajectoryBatch(
+        reward=torch.zeros(b, t), mask=torch.ones(b, t, dtype=torch.bool), obs=obs, actions=actions,
+        state=obs.flatten(2),
+    )  # fmt: skip
+
+
+def _hetdps(options, n=6):
+    pm = hetplug.get_plugin_manager(["hetdps"], {"hetdps": {"interval": 1, **options}})
+    pm.hook.hetplug_configure.call_historic(kwargs={"spec": hetplug.HostSpec(n, 20, 64, n_actions=4)})
+    return pm, pm.get_plugin("hetdps")
+
+
+def test_grouping_distance_chooses_the_heterogeneity_the_agents_are_grouped_on():
+    """Agents that differ only in their policy: grouped by type on the policy distance
+    (observation -> action, model-free), and the default stays the paper's meta-transition
+    distance."""
+    types = [0, 1, 1, 0, 1, 0]
+    pm, plugin = _hetdps({"grouping_distance": "policy"})
+    pm.hook.hetplug_trajectories_collected(batch=policy_batch(types))
+    (out,) = pm.hook.hetplug_after_update(update=1)
+    assert adjusted_rand_score(types, list(out["hetdps/plan"].assignment)) == 1.0
+    assert list(plugin.estimators) == ["policy"] and plugin.estimator.mode == "model_free"
+    assert plugin.estimator.pool.x_dim == 2 and plugin.estimator.pool.y_dim == 4  # obs -> one-hot action
+    assert list(_hetdps({})[1].weights) == ["meta"]
+
+
+def test_a_combination_of_distances_is_their_weighted_sum():
+    """Oracle: estimators built apart from the same samples and seed give the matrices;
+    the plugin clusters 1.0 x meta + 0.5 x observation (model-based, on the global state)."""
+    batch = typed_batch([0, 1, 0, 1, 1, 0])
+    batch = batch.replace(state=batch.obs.flatten(2))
+    options = {"grouping_distance": {"meta": 1.0, "observation": 0.5}, "fit_samples": 64, "distance_samples": 64,
+               "cvae": {"epochs": 2}}  # fmt: skip
+    pm, plugin = _hetdps(options)
+    pm.hook.hetplug_trajectories_collected(batch=batch)
+    (out,) = pm.hook.hetplug_after_update(update=1)
+    assert plugin.estimators["observation"].mode == "model_based"
+    _, twin = _hetdps(options)
+    fields = transition_fields(batch, 4)
+    expected = 0.0
+    for kind, weight in (("meta", 1.0), ("observation", 0.5)):
+        x, y = distance_samples(kind, fields, 6)
+        estimator = twin._build_estimator(kind, x.shape[-1], y.shape[-1])
+        estimator.add(x, y)
+        estimator.fit()
+        d = estimator.distance_matrix(n_samples=64)
+        torch.testing.assert_close(out[f"hetdps/{kind}/mean_distance"], float(d.sum()) / 30)
+        expected = expected + weight * d
+    torch.testing.assert_close(out["hetdps/distance"], expected)
+    assert out["hetdps/plan"] == twin.manager.update(expected)
+    # the state round-trips with both estimators; a run grouping on other distances refuses it
+    pm2, plugin2 = _hetdps(options)
+    hetplug.load_plugin_state(pm2, hetplug.plugin_state(pm))
+    assert {k: len(e.pool) for k, e in plugin2.estimators.items()} == {"meta": len(plugin.estimator.pool),
+                                                                        "observation": len(plugin.estimator.pool)}  # fmt: skip
+    pm3, _ = _hetdps({"grouping_distance": "policy"})
+    with pytest.raises(
+        ValueError, match=r"holds distances \['meta', 'observation'\] but this run groups on \['policy'\]"
+    ):
+        hetplug.load_plugin_state(pm3, hetplug.plugin_state(pm))
+
+
+@pytest.mark.parametrize(
+    "value,match",
+    [
+        ("metta", r"unknown heterogeneity type 'metta' \(did you mean 'meta'\?\)"),
+        ({"meta": 0.0}, "the weight of 'meta' must be a number > 0"),
+        ({}, "grouping_distance must be a heterogeneity type or a mapping"),
+    ],
+)
+def test_grouping_distance_is_checked(value, match):
+    with pytest.raises(ValueError, match=match):
+        hetplug.get_plugin_manager(["hetdps"], {"hetdps": {"grouping_distance": value}})
+
+
+def test_model_based_grouping_needs_the_global_state():
+    pm, _ = _hetdps({"grouping_distance": "objective"})
+    with pytest.raises(ValueError, match="'objective' needs the global state"):
+        pm.hook.hetplug_trajectories_collected(batch=typed_batch([0, 1, 0, 1, 1, 0]))

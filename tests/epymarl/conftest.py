@@ -152,12 +152,18 @@ def lbs_run(pymarlzoo, tmp_path_factory):
 
 @pytest.fixture(scope="package")
 def hetdps_runs(pymarlzoo, tmp_path_factory) -> dict:
-    """QMIX and MAPPO with HetDPS on three agents, regrouping every 2 updates."""
+    """QMIX and MAPPO with HetDPS on three agents, regrouping every 2 updates, and QMIX with
+    the feed-forward agent (``use_rnn: False``, as EPyMARL's stock qmix.yaml sets it)
+    grouping on two distances (meta-transition and observation, from EPyMARL's state)."""
     out = {}
+    hp = {"plugins": ["hetdps"], "hetdps": HETDPS}
     with pymarlzoo.inside(tmp_path_factory.mktemp("hetdps")):
         for config in ("qmix", "mappo"):
-            hp = {"plugins": ["hetdps"], "hetdps": HETDPS}
             out[config] = pymarlzoo.run(config, hp, key=KEY3, **ON_POLICY.get(config, {}))
+        # ... grouping on the meta-transition and the (model-based) observation distances
+        grouping = {"grouping_distance": {"meta": 1.0, "observation": 0.5}}
+        hp = {"plugins": ["hetdps"], "hetdps": {**HETDPS, **grouping}}
+        out["qmix_feed_forward"] = pymarlzoo.run("qmix", hp, key=KEY3, use_rnn=False)
     return out
 
 

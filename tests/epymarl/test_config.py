@@ -10,10 +10,10 @@ import hetplug_epymarl
 from hetplug_epymarl import read_config
 from hetplug_epymarl.positions import check_source
 
-from .cases import BAD, SELF_POS, SHEP
+from .cases import BAD, BAD_IDS, SELF_POS, SHEP
 
 
-@pytest.mark.parametrize("hp,message", BAD, ids=["plugin", "option", "type", "slice"])
+@pytest.mark.parametrize("hp,message", BAD, ids=BAD_IDS)
 def test_bad_configs_fail_before_training(host, hp, message, capfd):
     before = hetplug_epymarl.last_session()
     host.fails(capfd, message, "qmix", hp, t_max=100)

@@ -9,36 +9,22 @@ import pytest
 import torch
 
 from hetplug.metrics import scalar_metrics
-from hetplug_epymarl.wiring.hetdps import SlotRNNAgent
 
-from .cases import HETDPS, KEY3
-
-
-def test_slot_agent_with_one_slot_is_the_hosts_rnn_agent():
-    """Oracle: nn.Linear -> ReLU -> nn.GRUCell -> nn.Linear with slot 0's weights."""
-    torch.manual_seed(0)
-    n, i, h, a, bs = 3, 7, 8, 5, 4
-    agent = SlotRNNAgent(i, n, h, a, n_slots=3, start="full")
-    fc1, gru, fc2 = torch.nn.Linear(i, h), torch.nn.GRUCell(h, h), torch.nn.Linear(h, a)
-    with torch.no_grad():
-        fc1.weight.copy_(agent.fc1_w[0].T), fc1.bias.copy_(agent.fc1_b[0])
-        gru.weight_ih.copy_(agent.w_ih[0].T), gru.bias_ih.copy_(agent.b_ih[0])
-        gru.weight_hh.copy_(agent.w_hh[0].T), gru.bias_hh.copy_(agent.b_hh[0])
-        fc2.weight.copy_(agent.fc2_w[0].T), fc2.bias.copy_(agent.fc2_b[0])
-    x, hid = torch.randn(bs * n, i), torch.randn(bs, n, h)
-    q, h1 = agent(x, hid)
-    h_ref = gru(torch.relu(fc1(x)), hid.reshape(-1, h))
-    torch.testing.assert_close(h1, h_ref)
-    torch.testing.assert_close(q, fc2(h_ref))
-    # agents routed to different slots use different weights
-    agent.routing.copy_(torch.tensor([0, 1, 2]))
-    q2, _ = agent(x, hid)
-    torch.testing.assert_close(q2.view(bs, n, a)[:, 0], q.view(bs, n, a)[:, 0])
-    assert not torch.allclose(q2.view(bs, n, a)[:, 1], q.view(bs, n, a)[:, 1])
+from .cases import HETDPS, KEY3, slot_agent_matches_host_agent
 
 
-@pytest.mark.parametrize("config", ["qmix", "mappo"])
+@pytest.mark.parametrize("use_rnn", [True, False], ids=["gru", "feed_forward"])
+def test_slot_agent_with_one_slot_is_the_hosts_rnn_agent(use_rnn):
+    """Oracle: PyMARLzoo+'s own RNNAgent (EPyMARL's, in test_real_epymarl.py) on slot 0's
+    weights, with use_rnn True (GRUCell) and False (EPyMARL's stock qmix/vdn)."""
+    rnn_agent = pytest.importorskip("pymarlzooplus.modules.agents.rnn_agent")
+    slot_agent_matches_host_agent(rnn_agent.RNNAgent, use_rnn)
+
+
+@pytest.mark.parametrize("config", ["qmix", "qmix_feed_forward", "mappo"])
 def test_hetdps_regroups_every_interval_and_logs_the_plan(hetdps_runs, config):
+    """Also with use_rnn: False (EPyMARL's stock qmix.yaml and vdn.yaml): the feed-forward
+    slot agent trains, regroups and logs."""
     session = hetdps_runs[config]
     assert [u for u, _ in session.plans] == list(range(2, session.updates + 1, 2))
     assert all(len(a) == 3 for _, a in session.plans)
@@ -46,7 +32,11 @@ def test_hetdps_regroups_every_interval_and_logs_the_plan(hetdps_runs, config):
     plugin = session.pm.get_plugin("hetdps")
     assert len(plugin.estimator.pool) > 0  # fed from the collected episodes
     inner = session.learner.inner
-    follower = inner.target_mac if config == "qmix" else inner.old_mac
+    follower = inner.target_mac if config.startswith("qmix") else inner.old_mac
+    assert inner.mac.agent.use_rnn == (config != "qmix_feed_forward")
+    if config == "qmix_feed_forward":  # grouping_distance {meta: 1.0, observation: 0.5}
+        assert {"hetdps/meta/mean_distance", "hetdps/observation/mean_distance"} <= set(session.metrics)
+        assert plugin.estimators["observation"].pool.x_dim == session.buffer.scheme["state"]["vshape"]
     routing = torch.tensor(session.plans[-1][1])
     assert torch.equal(inner.mac.agent.routing, routing) and torch.equal(follower.agent.routing, routing)
 

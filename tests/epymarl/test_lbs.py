@@ -107,6 +107,26 @@ def test_lbs_weights_enter_each_learners_loss(lbs_run, learner_copies):
     assert any(not torch.equal(a, b) for a, b in zip(update(one, 0.0), update(one, 3.0), strict=True))
 
 
+def test_lbs_keeps_the_hosts_one_team_reward_statistic(lbs_run, learner_copies, pymarlzoo):
+    """Team rewards (EPyMARL's common_reward=True; PyMARLzoo+ has no other kind) are
+    standardised by the host with one scalar running statistic, ``rew_ms`` of shape (1,).
+    LBS's per-column rewards ``[R, T, N]`` update it as samples of that one team reward
+    (they used to turn it, for good, into a per-column statistic of shape (N,))."""
+    session, _ = lbs_run
+    inner = session.learner.inner
+    assert inner.args.standardise_rewards and tuple(inner.rew_ms.mean.shape) == (1,)
+    _, learner = learner_copies(session)
+    reference = pymarlzoo.running_mean_std((1,))  # the host's class, fed as the host would be
+    reference.mean, reference.var = learner.rew_ms.mean.clone(), learner.rew_ms.var.clone()
+    reference.count = learner.rew_ms.count
+    batch, steps = mixed_batch(session.buffer, torch.tensor([[0, 1], [2, 3]]), torch.tensor([[1, 0], [1, 1]]))
+    weighted_q_update(learner, batch, torch.ones(2, 2), 0, steps)
+    reference.update(steps[0][:, :-1].reshape(-1, 1))
+    assert tuple(learner.rew_ms.mean.shape) == (1,)
+    torch.testing.assert_close(learner.rew_ms.mean, reference.mean)
+    torch.testing.assert_close(learner.rew_ms.var, reference.var)
+
+
 def test_lbs_needs_independent_q_learners(host, capfd):
     host.fails(
         capfd,

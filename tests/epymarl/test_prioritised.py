@@ -34,6 +34,21 @@ def test_metrics_reach_the_hosts_logger(runs, case):
         assert "hetplug/intrinsic_reward" in info
 
 
+@pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
+def test_is_exponent_is_one_at_the_end_of_the_run(runs, case):
+    """t_max reaches the plugins as HostSpec.total_env_steps, so PER's and SHEP's IS
+    exponent rises from is_beta (0.4) to 1 over the run without any setting: the run's
+    last update drew its weights with beta = 1 (beta moves only when episodes are
+    collected, before they are sampled). SHEP logs the way up."""
+    session, info = runs[case]
+    plugin = session.pm.get_plugin(case[1])
+    assert session.spec.total_env_steps == 400 and plugin.config.is_beta_steps == 0
+    assert plugin.sampler.beta == 1.0
+    if case[1] == "shep":
+        logged = [v["value"] if isinstance(v, dict) else v for v in info["hetplug/shep/is_beta"]]
+        assert logged[0] < 1.0 and logged[-1] == 1.0 and logged == sorted(logged)
+
+
 def test_sampled_weights_follow_the_plugins_closed_form(runs):
     session, _ = runs["qmix", "per"]
     replay = session.wiring.replay

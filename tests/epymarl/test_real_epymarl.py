@@ -23,7 +23,19 @@ import yaml
 from hetplug_epymarl import read_config
 from hetplug_epymarl.cli import find_src
 
-from .cases import BAD, HETDPS, KEY, KEY3, ON_POLICY, shep
+from .cases import (
+    BAD,
+    BAD_IDS,
+    EXTRACTOR_TASKS,
+    HETDPS,
+    KEY,
+    KEY3,
+    ON_POLICY,
+    check_env_fields,
+    check_lbforaging_success,
+    shep,
+    slot_agent_matches_host_agent,
+)
 
 EPYMARL = os.environ.get("HETPLUG_EPYMARL_SRC")
 needs_epymarl = pytest.mark.skipif(
@@ -35,6 +47,7 @@ REAL_RUNS = {
     "qmix-shep": ("qmix", shep(), {}, "hetplug/shep/moran_i"),
     "qmix-hetdps": ("qmix", {"plugins": ["hetdps"], "hetdps": HETDPS}, {"key": KEY3}, "hetplug/hetdps/n_groups"),
     "vdn-shep": ("vdn", shep(), {}, "hetplug/intrinsic_reward"),
+    "vdn-hetdps": ("vdn", {"plugins": ["hetdps"], "hetdps": HETDPS}, {"key": KEY3}, "hetplug/hetdps/n_groups"),
     "iql-lbs-per-agent-reward": ("iql", ["lbs"], {"common_reward": False}, "hetplug/lbs/shared_fraction"),
     "mappo-per": ("mappo", ["per"], {}, "hetplug/per/priority_mean"),
     "mappo-shep": ("mappo", shep(), {}, "hetplug/shep/moran_i"),
@@ -71,6 +84,36 @@ def test_the_real_epymarl_harness_writes_the_key_users_write():
         assert read_config(config["hetplug"]) is not None
 
 
+def _epymarl_module(relative: str):
+    """A module of the EPyMARL checkout loaded from its file (``modules/agents/rnn_agent.py``)
+    without putting its ``src/`` on this process's ``sys.path``."""
+    path = find_src(EPYMARL) / relative
+    spec = importlib.util.spec_from_file_location(f"epymarl_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_epymarl
+@pytest.mark.parametrize("use_rnn", [True, False], ids=["gru", "feed_forward"])
+def test_real_epymarl_slot_agent_is_epymarls_rnn_agent(use_rnn):
+    """Oracle: EPyMARL's own RNNAgent (modules/agents/rnn_agent.py) on slot 0's weights;
+    use_rnn False is the form of its stock qmix.yaml and vdn.yaml."""
+    slot_agent_matches_host_agent(_epymarl_module("modules/agents/rnn_agent.py").RNNAgent, use_rnn)
+
+
+DRIVER = Path(__file__).with_name("real_driver.py")
+
+
+def _src_copy(root: Path) -> Path:
+    """A copy of the checkout's ``src/`` in ``root``: the tests write their algorithm yaml
+    there, and EPyMARL's sacred observer writes beside it, so the checkout is never touched."""
+    src = root / "epymarl" / "src"
+    if not src.is_dir():
+        shutil.copytree(find_src(EPYMARL), src, ignore=shutil.ignore_patterns("__pycache__"))
+    return src
+
+
 def _epymarl_run(
     root: Path,
     alg: str,
@@ -79,21 +122,26 @@ def _epymarl_run(
     plain: bool = False,
     key: str = KEY,
     src: Path | None = None,
+    env: str = "gymma",
+    inspect: bool = False,
     transfer: bool = False,
     **overrides,
 ):
-    """Run EPyMARL (the checkout's ``src/``, or ``src``) on lbforaging in ``root`` with
-    ``alg``'s yaml plus ``hetplug: <hetplug>`` (no key when None); ``plain`` starts its
-    ``main.py`` directly instead of ``hetplug-epymarl``; ``transfer`` passes ``--transfer``. Returns ``(returncode, stdout + stderr)``."""
-    src = src or find_src(EPYMARL)
-    config, written = alg, None
+    """Run EPyMARL (a copy of the checkout's ``src/``, or ``src``) on lbforaging (or the
+    SMAClite map ``key`` with ``env="smaclite"``) in ``root`` with ``alg``'s yaml plus
+    ``hetplug: <hetplug>`` (no key when None); ``plain`` starts its ``main.py`` directly
+    instead of ``hetplug-epymarl``, ``inspect`` through ``real_driver.py``, whose record is
+    then returned third; ``transfer`` passes ``--transfer``. Returns ``(returncode,
+    stdout + stderr[, record])``."""
+    root.mkdir(parents=True, exist_ok=True)
+    src = src or _src_copy(root)
+    config = alg
     if hetplug is not None:
-        config = f"hetplug_test_{alg}_{os.getpid()}"
-        written = src / "config" / "algs" / f"{config}.yaml"
+        config = f"hetplug_test_{alg}"
         base = (src / "config" / "algs" / f"{alg}.yaml").read_text()
-        written.write_text(_with_hetplug(base, hetplug))
+        (src / "config" / "algs" / f"{config}.yaml").write_text(_with_hetplug(base, hetplug))
     settings = {
-        "env_args.key": key,
+        "env_args.map_name" if env == "smaclite" else "env_args.key": key,
         "env_args.time_limit": 50,
         "t_max": 400,
         "batch_size": 4,
@@ -108,24 +156,28 @@ def _epymarl_run(
         **ON_POLICY.get(alg, {}),
         **overrides,
     }
-    launcher = [str(src / "main.py")] if plain else ["-m", "hetplug_epymarl.cli", "--epymarl-src", str(src)]
+    record = root / "record.pt"
+    if inspect:
+        launcher = [str(DRIVER), str(src), str(record)]
+    else:
+        launcher = (
+            [str(src / "main.py")] if plain else ["-m", "hetplug_epymarl.cli", "--epymarl-src", str(src)]
+        )
     if transfer:
         launcher.append("--transfer")
-    command = [sys.executable, *launcher, f"--config={config}", "--env-config=gymma", "with"]
+    command = [sys.executable, *launcher, f"--config={config}", f"--env-config={env}", "with"]
     command += [f"{k}={v}" for k, v in settings.items()]
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        out = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=root,
-            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"},
-        )
-    finally:
-        if written is not None:
-            written.unlink()
+    out = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=root,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"},
+    )
+    if inspect:
+        assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+        return out.returncode, out.stdout + out.stderr, torch.load(record, weights_only=False)
     return out.returncode, out.stdout + out.stderr
 
 
@@ -143,11 +195,14 @@ def _model_tensors(models: Path) -> dict[str, torch.Tensor]:
 @needs_epymarl
 @pytest.mark.parametrize("case", list(REAL_RUNS))
 def test_real_epymarl_runs_each_plugin(tmp_path, case):
-    """A few hundred lbforaging steps of EPyMARL with the plugin, its metrics in EPyMARL's log."""
+    """A few hundred lbforaging steps of EPyMARL with the plugin, its metrics in EPyMARL's log.
+    HetDPS runs on the stock qmix.yaml and vdn.yaml (use_rnn: False) and regroups."""
     alg, hp, overrides, stat = REAL_RUNS[case]
     code, text = _epymarl_run(tmp_path, alg, hp, **overrides)
     assert code == 0, text[-4000:]
     assert "Beginning training" in text and stat in text, text[-4000:]
+    if "hetdps" in case:
+        assert "hetplug hetdps after update 2:" in text, text[-4000:]
 
 
 @pytest.mark.slow
@@ -172,7 +227,7 @@ def test_real_epymarl_without_the_key_matches_plain_epymarl(tmp_path):
 
 @pytest.mark.slow
 @needs_epymarl
-@pytest.mark.parametrize("hp,message", BAD, ids=["plugin", "option", "type", "slice"])
+@pytest.mark.parametrize("hp,message", BAD, ids=BAD_IDS)
 def test_real_epymarl_bad_configs_fail_before_training(tmp_path, hp, message):
     code, text = _epymarl_run(tmp_path, "qmix", hp, t_max=100)
     assert code != 0 and re.search(message, text), text[-4000:]
@@ -218,6 +273,42 @@ def test_real_epymarl_happo_trains_without_the_key(tmp_path):
     assert "Beginning training" in text and "happo_factor_mean" in text, text[-4000:]
 
 
+#: (extractor, runner): SHEP with positions read by the extractor; SMAClite's opponents too
+EXTRACTOR_RUNS = [("lbforaging", "episode"), ("lbforaging", "parallel"), ("rware", "episode"),
+                  ("mpe", "episode"), ("smaclite", "episode")]  # fmt: skip
+
+
+@pytest.mark.slow
+@needs_epymarl
+@pytest.mark.parametrize("task,runner", EXTRACTOR_RUNS, ids=["-".join(r) for r in EXTRACTOR_RUNS])
+def test_real_epymarl_extractors_give_the_environments_agent_positions(tmp_path, task, runner):
+    """EPyMARL's own runners and environments: what the plugins get, episode by episode,
+    is what the environment object says after the reset and after each step (positions;
+    SMAClite's alive masks, opponents and battle_won; lbforaging's success), and agrees with
+    the agent's own coordinates in its observation. The IS exponent ends the run at 1."""
+    key, obs_slice = EXTRACTOR_TASKS[task]
+    hp = {
+        "plugins": ["shep"],
+        "positions": {"extractor": task},
+        "shep": {"grid_low": [-1, -1], "grid_high": [32, 32], "grid_shape": [4, 4]},
+    }
+    settings = {"runner": runner, "batch_size_run": 2 if runner == "parallel" else 1, "t_max": 300}
+    if task == "smaclite":
+        hp["opponents"] = {"extractor": "smaclite"}
+    env = "smaclite" if task == "smaclite" else "gymma"
+    _, _, record = _epymarl_run(tmp_path, "qmix", hp, key=key, env=env, inspect=True, **settings)
+    truth = record["truth"] if runner == "episode" else None
+    seen = check_env_fields(record["batches"], truth, obs_slice)
+    assert seen["episodes"] >= 4
+    if task == "smaclite":
+        assert seen["dead"] > 0 and "alive" in record["batches"][0]  # units died and were masked
+    if task in ("lbforaging", "smaclite") and runner == "episode":
+        assert seen["success"] and "success" in record["batches"][0]
+    if task == "lbforaging":  # the observation agrees on success, in both runners
+        assert check_lbforaging_success(record["batches"])
+    assert record["facts"]["is_beta"] == 1.0
+
+
 @pytest.mark.slow
 @needs_epymarl
 @pytest.mark.parametrize("hp", [None, {"plugins": ["shppo"]}], ids=["stock-rnn", "shppo"])
@@ -240,3 +331,12 @@ def test_real_epymarl_zero_shot_team_size(tmp_path, hp):
         assert code == 0, text[-4000:]
         assert "Finished Evaluation" in text and "test_return_mean" in text, text[-4000:]
         assert "Beginning training" not in text
+
+
+@pytest.mark.slow
+@needs_epymarl
+def test_real_epymarl_lbs_keeps_one_team_reward_statistic(tmp_path):
+    """IQL + LBS with team rewards (common_reward=True): EPyMARL's reward statistic stays
+    one scalar (rew_ms (1,)), not one per column of LBS's mixed batches."""
+    _, _, record = _epymarl_run(tmp_path, "iql", ["lbs"], inspect=True)
+    assert record["facts"]["updates"] > 0 and record["facts"]["rew_ms_shape"] == (1,)

@@ -26,7 +26,7 @@ ADAPTER = Path(hetplug_epymarl.__file__).parent
 
 
 def _roles(plugins, config=None):
-    config = config or read_config(plugins)
+    config = config or read_config({"plugins": plugins, "positions": {"extractor": "lbforaging"}})
     wiring = select(hetplug.get_plugin_manager(plugins, dict(config.options)), config, 0, MetricsLog(1))
     return tuple(type(part) if part is not None else None for part in vars(wiring).values()), wiring
 

@@ -47,8 +47,11 @@ def test_coverage_env_reward_and_termination():
     assert env.observe().shape == (2, 2, env.obs_dim)
 
 
-def test_lbs_pursuit_runs_every_method_on_real_pursuit(tmp_path):
+def test_lbs_pursuit_runs_table_1s_setting_with_three_variants(tmp_path, capsys):
+    """The paper's setting (Table 1: per-agent rewards, its reward values) with independent
+    learners, parameter sharing (one Q-network) and LBS side by side, returns in one table."""
     module = load("lbs_pursuit")
+    assert module.make_env(module.parse_args([])).unwrapped.env.shared_reward is False
     summary = module.main(
         [
             "--frames",
@@ -66,11 +69,21 @@ def test_lbs_pursuit_runs_every_method_on_real_pursuit(tmp_path):
         ]  # fmt: skip
     )
     results = summary["results"]
-    assert list(results) == ["independent", "shared", "lbs"]
+    assert list(results) == ["independent", "ps", "lbs"]
+    assert summary["table_1"]["shared_reward"] is False
     assert all(len(r["episode_returns"]) == 4 for r in results.values())  # 240 frames / 60 cycles
-    assert results["independent"]["shared_fraction"] == 0.0
+    assert [results[m]["networks"] for m in results] == [8, 1, 8]
+    for r in results.values():  # per-agent rewards: the pursuers' returns differ
+        assert any(len(set(a)) > 1 for a in r["agent_returns"])
+        assert abs(sum(r["agent_returns"][0]) - r["episode_returns"][0]) < 1e-3
+    assert results["independent"]["shared_fraction"] == 0.0 == results["ps"]["shared_fraction"]
     assert results["lbs"]["shared_fraction"] > 0.0  # learners did take other agents' transitions
     assert (tmp_path / "returns.png").stat().st_size > 0
+    out = capsys.readouterr().out
+    assert "| variant | networks | episodes | return (sum of 8 pursuers) |" in out
+    assert [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")][1:] == list(
+        results
+    )
 
 
 def test_shppo_latents_trains_and_transfers_to_other_team_sizes(tmp_path):

@@ -34,6 +34,11 @@ def read_positions(batch: TensorDictBase, group: str, source: PositionSource) ->
 def check_source(spec, group: str, source: PositionSource, field: str) -> None:
     """Fail before training when ``source``'s entry or slice does not exist in ``spec`` (the
     experiment's observation spec)."""
+    if source.extractor is not None:  # an environment-object reader: BenchMARL hands over batches
+        raise ValueError(
+            f"{field}.extractor={source.extractor!r} is EPyMARL's (it reads the environment object); "
+            f"in BenchMARL give the key and slice of a batch entry"
+        )
     key = entry(source, group)
     try:
         leaf = spec[key]

@@ -10,8 +10,10 @@ wiring of the selected plugins.
 
 Modules: ``install`` (the wrapper), ``checks`` (the key, read before anything is built),
 ``session`` (dispatch), ``wiring/`` (one module per method: per, shep, lbs, hetdps,
-shppo), ``happo`` (the ``hetplug_happo`` learner), ``transfer`` (zero-shot team size), ``buffer`` and ``learner`` (the host's buffer and learner with the session behind
-them), ``episodes`` (EpisodeBatch -> plain tensors), ``updates`` (the weighted Q and PPO
+shppo), ``happo`` (the ``hetplug_happo`` learner), ``transfer`` (zero-shot team size),
+``buffer`` and ``learner`` (the host's buffer and learner with the session behind them),
+``episodes`` (EpisodeBatch -> plain tensors), ``env_fields`` (what the environment object
+reports: extractor positions, alive masks, success), ``updates`` (the weighted Q and PPO
 updates), ``metrics`` (logging), ``checkpoint`` (hetplug.th), ``host`` (EPyMARL vs
 PyMARLzoo+), ``cli`` and ``auto`` (the two entries).
 """

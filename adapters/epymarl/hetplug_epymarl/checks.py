@@ -9,11 +9,13 @@ The key is hetplug's one configuration language (:mod:`hetplug.config`), as in e
       shep: {grid_shape: [8, 8], grid_low: [0, 0], grid_high: [7, 7]}
       positions: {key: obs, slice: [9, 11]}          # each agent's (y, x) in its observation
 
-What EPyMARL cannot do is refused here, naming the key: positions other than slices of
-``obs`` or ``state`` (its batch has no other entries), agent groups (it has one team),
-``replay_window`` (BenchMARL's; here the buffer's ``buffer_size`` is the window), and two
-plugins that both replace the agent. The wiring checks the run's learner, mixer and mac
-(:mod:`hetplug_epymarl.wiring`).
+What EPyMARL cannot do is refused here, naming the key: SHEP without ``positions`` (its
+batch has no positions, and no default could be right: lbforaging's ``obs[0:2]`` is a
+food item), positions other than an extractor or slices of ``obs`` or ``state`` (its batch
+has no other entries), agent groups (it has one team), ``replay_window`` (BenchMARL's; here
+the buffer's ``buffer_size`` is the window), and two plugins that both replace the agent.
+The wiring checks the run's learner, mixer and mac (:mod:`hetplug_epymarl.wiring`), the
+runner checks that an extractor finds its environment.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import hetplug
+from hetplug.config import POSITION_EXTRACTORS
+from hetplug_epymarl.env_fields import EXTRACTORS
 from hetplug_epymarl.wiring import AGENTS
+
+#: plugins that read agent positions: refused without ``hetplug.positions``
+NEEDS_POSITIONS = ("shep",)
 
 
 def _moved_keys(value: Any) -> None:
@@ -52,9 +59,24 @@ def read_config(value: Any) -> hetplug.HetplugConfig | None:
     config = hetplug.parse_config(value)
     if not config.plugins:
         return None
+    needs = [p for p in NEEDS_POSITIONS if p in config.plugins]
+    if needs and config.positions is None:
+        raise ValueError(
+            f"hetplug.positions is required with {needs[0]!r}: EPyMARL's episodes carry no agent "
+            f"positions; give positions: {{extractor: {'|'.join(POSITION_EXTRACTORS)}}} or "
+            f"{{key: obs|state, slice: [start, stop]}} (docs/epymarl.md)"
+        )
     for name in ("positions", "opponents"):
         source = getattr(config, name)
         if source is None:
+            continue
+        if source.extractor is not None:
+            if name == "opponents" and EXTRACTORS[source.extractor].opponents is None:
+                having = [e.name for e in EXTRACTORS.values() if e.opponents is not None]
+                raise ValueError(
+                    f"hetplug.opponents.extractor={source.extractor!r} has no opponents; "
+                    f"extractors with opponents: {', '.join(having)}"
+                )
             continue
         if source.key not in ("obs", "state"):
             raise ValueError(

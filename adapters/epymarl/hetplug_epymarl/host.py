@@ -35,6 +35,8 @@ class Host:
     q_learner: type = field(repr=False)  # the host's QLearner class (IQL, VDN, QMIX)
     ppo_learner: type = field(repr=False)  # the host's PPOLearner class (IPPO, MAPPO)
     macs: dict = field(repr=False)  # the controller (mac) registry
+    runners: dict = field(repr=False)  # the runner registry
+    envs: dict = field(repr=False)  # the environment registry
 
     def learner_kind(self, args: Any) -> str | None:
         """``"q"`` (the host's QLearner or a subclass), ``"happo"`` (hetplug's HAPPO learner,
@@ -113,6 +115,8 @@ def load_host(name: str | None = None) -> Host:
         q_module = importlib.import_module(prefix + "learners.q_learner")
         ppo_module = importlib.import_module(prefix + "learners.ppo_learner")
         controllers = importlib.import_module(prefix + "controllers")
+        runners = importlib.import_module(prefix + "runners")
+        envs = importlib.import_module(prefix + "envs")
     except ImportError as err:
         raise ValueError(f"host {name!r} is not importable: {err}") from err
     if not hasattr(run, "run_sequential") or not hasattr(learners, "REGISTRY"):
@@ -125,4 +129,6 @@ def load_host(name: str | None = None) -> Host:
         q_module.QLearner,
         ppo_module.PPOLearner,
         controllers.REGISTRY,
+        runners.REGISTRY,
+        envs.REGISTRY,
     )

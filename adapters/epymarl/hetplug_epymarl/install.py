@@ -6,8 +6,10 @@ With it, the key is read (:func:`~hetplug_epymarl.checks.read_config`), a
 :class:`~hetplug_epymarl.session.Session` selects the wiring and checks it against the
 run's args, and for that run only: ``run.ReplayBuffer`` is hetplug's subclass of the
 host's buffer, the config's learner entry builds the host's learner wrapped by
-:class:`~hetplug_epymarl.learner.HetplugLearner`, and the config's mac entry is the
-wiring's (HetDPS, SHPPO). Everything is put back when the run ends.
+:class:`~hetplug_epymarl.learner.HetplugLearner`, the config's mac entry is the wiring's
+(HetDPS, SHPPO), and, when plugins read the collected episodes, the runner and env entries
+record what the environment knows (:mod:`~hetplug_epymarl.env_fields`). Everything is put
+back when the run ends.
 
 ``install`` also registers hetplug's learners in the host's learner registry
 (``hetplug_happo``), for runs with or without the key, and with ``transfer=True`` (the
@@ -23,6 +25,7 @@ from typing import Any
 from hetplug_epymarl import happo
 from hetplug_epymarl.buffer import make_buffer_class
 from hetplug_epymarl.checks import read_config
+from hetplug_epymarl.env_fields import recording_runner_class
 from hetplug_epymarl.host import Host, load_host
 from hetplug_epymarl.session import Session
 from hetplug_epymarl.transfer import AgentsOnly
@@ -95,16 +98,26 @@ def install(host: str | None = None, transfer: bool = False) -> Host:
                 learner = _ACTIVE["last_transfer"] = AgentsOnly(learner)
             return learner
 
-        saved = h.run.ReplayBuffer, h.learners[args.learner], h.macs[args.mac]
+        saved = h.run.ReplayBuffer, h.learners[args.learner], h.macs[args.mac], h.runners[args.runner]
+        env_entry = h.envs.get(args.env)
         if session is not None:
             _ACTIVE["session"] = _ACTIVE["last"] = session
             h.run.ReplayBuffer = buffer_class
             h.macs[args.mac] = session.mac_class(h.macs[args.mac])
+            recorder = session.recorder
+            if recorder is not None:  # what the plugins read of the environment (env_fields)
+                h.runners[args.runner] = recording_runner_class(
+                    h.runners[args.runner], recorder, recorder.wrap
+                )
+                if env_entry is not None:  # SMAC's entries appear only inside the runner: wrapped there
+                    h.envs[args.env] = recorder.factory(env_entry)
         h.learners[args.learner] = make_learner
         try:
             result = original(args, logger, *rest, **kwargs)
         finally:
-            h.run.ReplayBuffer, h.learners[args.learner], h.macs[args.mac] = saved
+            h.run.ReplayBuffer, h.learners[args.learner], h.macs[args.mac], h.runners[args.runner] = saved
+            if env_entry is not None:
+                h.envs[args.env] = env_entry
             _ACTIVE["session"] = None
         if session is not None:
             h.prepare_plots(args, session.log.logged)

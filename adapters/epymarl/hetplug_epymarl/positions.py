@@ -1,6 +1,8 @@
-"""Positions in EPyMARL: its episode batch has none (FACTS.md), so they are slices of each
-agent's observation or of the global state, described by :class:`hetplug.PositionSource`
-(the ``positions`` and ``opponents`` keys of the configuration).
+"""Positions in EPyMARL from slices: its episode batch has no positions (FACTS.md), so
+they are read from the environment object by a named extractor
+(:mod:`hetplug_epymarl.env_fields`), or are slices of each agent's observation or of the
+global state, described by :class:`hetplug.PositionSource` (the ``positions`` and
+``opponents`` keys of the configuration). This module reads the slices.
 
 * ``key: obs``: ``obs[..., start:stop]`` of every agent, one entity per agent
   (``[B, T, N, stop - start]``); for opponents, one agent's (``agent``) view of them,
@@ -15,9 +17,6 @@ import torch
 
 from hetplug import PositionSource
 from hetplug_epymarl.episodes import width
-
-#: where positions are read when ``hetplug.positions`` is not given (a later issue removes it)
-DEFAULT_POSITIONS = PositionSource(key="obs", slice=(0, 2))
 
 
 def check_source(source: PositionSource, name: str, scheme: dict, n_agents: int, per_agent: bool) -> None:

@@ -57,6 +57,13 @@ class Session:
             if part is not None:
                 part.check(self.args, self.host)
 
+    @property
+    def recorder(self):
+        """What the environment reports beyond the episode batch (positions from an
+        extractor, alive masks, success), for the plugins that read collected episodes;
+        None when no plugin does (:mod:`hetplug_epymarl.env_fields`)."""
+        return None if self.wiring.collection is None else self.wiring.collection.recorder
+
     def mac_class(self, base: type) -> type:
         return base if self.wiring.agent is None else self.wiring.agent.mac_class(base)
 

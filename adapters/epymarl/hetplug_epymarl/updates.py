@@ -42,6 +42,15 @@ def step_data(batch, steps=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return rewards, terminated, mask
 
 
+def _as_statistic(rewards: torch.Tensor, stat) -> torch.Tensor:
+    """Rewards shaped for the host's running statistic ``stat``: with team rewards the host
+    keeps one scalar statistic (shape (1,)), and LBS's per-column team rewards ``[R, T, N]``
+    are samples of that one reward; per-agent rewards keep one statistic per agent."""
+    if stat.mean.shape[-1] == 1 and rewards.shape[-1] != 1:
+        return rewards.reshape(-1, 1)
+    return rewards
+
+
 def q_values_and_targets(learner, batch, rewards, terminated, update_stats: bool = True):
     """``(Q(s_t, u_t) [mixed], y_t)``, each ``[B, T-1, 1 or N]`` (see the module formulas)."""
     args = learner.args
@@ -49,7 +58,7 @@ def q_values_and_targets(learner, batch, rewards, terminated, update_stats: bool
     avail = batch["avail_actions"]
     if getattr(args, "standardise_rewards", False):
         if update_stats:
-            learner.rew_ms.update(rewards)
+            learner.rew_ms.update(_as_statistic(rewards, learner.rew_ms))
         rewards = (rewards - learner.rew_ms.mean) / torch.sqrt(learner.rew_ms.var)
 
     q = _unroll(learner.mac, batch)

@@ -3,13 +3,15 @@
 
 Needs from the host: each inserted ``EpisodeBatch``, and where the agents are:
 ``hetplug.positions`` and ``hetplug.opponents``, slices of the observations or of the
-state (:mod:`hetplug_epymarl.positions`). Without ``positions``: each agent's
-``obs[0:2]``, for now.
+state (:mod:`hetplug_epymarl.positions`), or a named extractor that reads them from the
+environment object (:mod:`hetplug_epymarl.env_fields`). There is no default: SHEP without
+``positions`` is refused before training (:mod:`hetplug_epymarl.checks`).
 
 Installs, at ``buffer.insert_episode_batch``:
 
 * the plugins' view of the episodes (:func:`~hetplug_epymarl.episodes.trajectory_batch`
-  with positions), passed to ``hetplug_trajectories_collected``;
+  with positions, and ``alive`` and ``success`` where the environment reports them),
+  passed to ``hetplug_trajectories_collected``;
 * the plugins' intrinsic rewards, added in place to the episodes' reward (EPyMARL trains
   on what is stored), over valid steps only;
 * relabelled copies (Group-HER) as episodes of their own, stored after the originals: the
@@ -23,8 +25,9 @@ import torch
 
 import hetplug
 from hetplug import PositionSource
-from hetplug_epymarl.episodes import trajectory_batch, width
-from hetplug_epymarl.positions import DEFAULT_POSITIONS, check_source, read_positions
+from hetplug_epymarl.env_fields import Recorder
+from hetplug_epymarl.episodes import trajectory_batch
+from hetplug_epymarl.positions import check_source, read_positions
 
 
 def _expand(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -54,28 +57,44 @@ class Collection:
         self.metrics = metrics  # the session's MetricsLog
         self.positions: PositionSource | None = config.positions
         self.opponents: PositionSource | None = config.opponents
+        self.recorder = Recorder(
+            *(None if source is None else source.extractor for source in (self.positions, self.opponents))
+        )
         self.device = None
+        self.n_agents = 0
 
     def buffer_built(self, buffer, spec: hetplug.HostSpec) -> None:
         """Check the slices against the environment's sizes, before any episode."""
         n_agents = spec.n_agents
-        if self.positions is None and width(buffer.scheme, "obs") >= DEFAULT_POSITIONS.slice[1]:
-            self.positions = DEFAULT_POSITIONS
-        if self.positions is not None:
+        if self.positions is not None and self.positions.extractor is None:
             check_source(self.positions, "positions", buffer.scheme, n_agents, per_agent=True)
-        if self.opponents is not None:
+        if self.opponents is not None and self.opponents.extractor is None:
             check_source(self.opponents, "opponents", buffer.scheme, n_agents, per_agent=False)
-        self.device = spec.device
+        self.device, self.n_agents = spec.device, n_agents
 
     def trajectory_batch(self, ep_batch) -> hetplug.TrajectoryBatch:
-        """The episodes as plain tensors, with positions (and opponents') read from their slices."""
-        fields = {}
-        if self.positions is not None:
-            fields["positions"] = read_positions(ep_batch, self.positions, per_agent=True).to(self.device)
-        if self.opponents is not None:
-            fields["opponent_positions"] = read_positions(ep_batch, self.opponents, per_agent=False).to(
-                self.device
-            )
+        """The episodes as plain tensors: positions (and opponents') from their slices or
+        their extractor, ``alive`` and ``success`` where the environment reports them."""
+        recorded = self.recorder.fields(ep_batch, self.n_agents, self.device)
+        fields = {k: recorded[k] for k in ("alive", "success") if k in recorded}
+        for name, field, per_agent in (
+            ("positions", "positions", True),
+            ("opponents", "opponent_positions", False),
+        ):
+            source = getattr(self, name)
+            if source is None:
+                continue
+            if source.extractor is None:
+                fields[field] = read_positions(ep_batch, source, per_agent=per_agent).to(self.device)
+                continue
+            if field not in recorded:
+                raise ValueError(
+                    f"hetplug.{name}.extractor={source.extractor!r}: no environment records for these "
+                    f"episodes (only episodes the run's runner collected have them)"
+                )
+            fields[field] = recorded[field]
+            if field == "opponent_positions":
+                fields["opponent_alive"] = recorded["opponent_alive"]
         return trajectory_batch(ep_batch, self.device, **fields)
 
     def collected(self, ep_batch) -> tuple[hetplug.TrajectoryBatch, list]:
