@@ -123,3 +123,14 @@ def test_zero_shot_team_size_trains_at_three_and_evaluates_at_two_and_four(tmp_p
     )  # fmt: skip
     assert sorted(result["eval"]) == [2, 3, 4] and all(v == v for v in result["eval"].values())
     assert json.loads(out.read_text())["eval"].keys() == {"2", "3", "4"}
+
+
+def test_hetdps_loop_groups_the_agents_by_their_type():
+    """Two agents respond to actions the opposite way to the other two: the regrouping
+    recovers the two types (adjusted Rand index 1 against the ground truth)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    out = load("hetdps_loop").main(["--updates", "20", "--interval", "10", "--seed", "0"])
+    assert len(out["plans"]) == 2
+    assert adjusted_rand_score(out["types"], out["routing"]) == 1.0
+    assert len(set(out["routing"])) == 2
