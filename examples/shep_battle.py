@@ -93,7 +93,8 @@ def shep_config(task: BattleClass, **options) -> dict:
             "grid_high": [size, size],
             "intrinsic_reward": True,
             "group_her": True,
-            "her_reward": float(task.config["win_reward"]),
+            "her_reward": float(task.config["win_reward"]),  # an absolute r_her: the task's win reward
+            "her_reward_relative": False,
             **options,
         },
         "positions": {"key": "position", "slice": [0, 2]},

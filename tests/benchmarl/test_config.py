@@ -94,6 +94,29 @@ def test_every_hydra_hetplug_yaml_builds_a_callback(name):
     assert cb.plugins == ([] if name == "none" else [name.split("_")[0]])
 
 
+@pytest.mark.parametrize("name", ["per", "shep", "lbs", "hetdps", "shppo"])
+def test_hydra_method_yamls_keep_the_papers_defaults(name):
+    """A group yaml sets only where the host's data is (positions, the grid over VMAS's
+    world box); every method switch stays at its default, the paper's (SHEP: Algorithm 1
+    with spatial priority, intrinsic reward and Group-HER on)."""
+    import dataclasses
+
+    import yaml
+
+    from importlib.metadata import entry_points
+
+    from hetplug import parse_config
+    from hetplug_benchmarl.models import CONF
+
+    cfg = parse_config(yaml.safe_load((CONF / "hetplug" / f"{name}.yaml").read_text()))
+    options = cfg.as_dict().get(name, {})
+    plugin = next(ep for ep in entry_points(group="hetplug") if ep.name == name).load()
+    defaults = {f.name: f.default for f in dataclasses.fields(plugin.config_class)}
+    where = {"grid_low", "grid_high", "grid_shape", "interval"}  # the task's geometry, the regrouping period
+    changed = {k: v for k, v in options.items() if k not in where and v != defaults.get(k)}
+    assert changed == {}
+
+
 def test_hydra_entry_help_lists_hetplugs_groups(capsys):
     from hetplug_benchmarl.run import entry
 
