@@ -100,10 +100,9 @@ def test_hydra_method_yamls_keep_the_papers_defaults(name):
     world box); every method switch stays at its default, the paper's (SHEP: Algorithm 1
     with spatial priority, intrinsic reward and Group-HER on)."""
     import dataclasses
+    from importlib.metadata import entry_points
 
     import yaml
-
-    from importlib.metadata import entry_points
 
     from hetplug import parse_config
     from hetplug_benchmarl.models import CONF
