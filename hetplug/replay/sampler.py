@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -68,6 +68,14 @@ class SamplerConfig:
         check_int("flat_max", self.flat_max, 0)
 
 
+class Draw(NamedTuple):
+    """Slots drawn by :meth:`PrioritizedSampler.draw`, without IS weights."""
+
+    indices: torch.Tensor  # [B] the drawn slots
+    probabilities: torch.Tensor  # [B] their probabilities (after clipping)
+    mass: torch.Tensor  # [B] their sampling masses P_i^alpha
+
+
 class PrioritizedSampler:
     """Prioritised sampling of slots in a ring of ``capacity`` items.
 
@@ -104,6 +112,7 @@ class PrioritizedSampler:
         self._cursor = 0
         self._sample_calls = 0
         self._progress = 0.0
+        self._beta_cache: tuple | None = None  # (progress tensor, (beta, beta_final), beta)
         k = self.config.fanout or min(1024, max(16, 1 << round(math.log2(max(1.0, capacity / 256)) / 2)))
         self._fanout = k
         sizes = []
@@ -140,11 +149,16 @@ class PrioritizedSampler:
         ``beta_final`` over ``beta_steps`` sample calls, or by the run's progress set with
         :meth:`set_progress` (when ``beta_steps`` is 0)."""
         c = self.config
-        if c.beta_steps == 0:
-            frac = self._progress
-        else:
-            frac = min(1.0, self._sample_calls / c.beta_steps)
-        return c.beta + (c.beta_final - c.beta) * frac
+        if c.beta_steps:
+            return c.beta + (c.beta_final - c.beta) * min(1.0, self._sample_calls / c.beta_steps)
+        frac = self._progress
+        if not isinstance(frac, torch.Tensor):
+            return c.beta + (c.beta_final - c.beta) * frac
+        # A 0-d tensor: computed once per progress (set_progress makes a new tensor) and config.
+        key = (c.beta, c.beta_final)
+        if self._beta_cache is None or self._beta_cache[0] is not frac or self._beta_cache[1] != key:
+            self._beta_cache = (frac, key, c.beta + (c.beta_final - c.beta) * frac)
+        return self._beta_cache[2]
 
     def set_progress(self, fraction: float | torch.Tensor) -> None:
         """How far the run is (0 to 1): with ``beta_steps == 0`` beta moves linearly from
@@ -188,8 +202,15 @@ class PrioritizedSampler:
         self._size = min(self.capacity, self._size + n)
         return indices
 
-    def update(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
-        """Set the priorities of stored items; for repeated indices the last one wins."""
+    def update(
+        self, indices: torch.Tensor, priorities: torch.Tensor, *, validate: bool | None = None
+    ) -> None:
+        """Set the priorities of stored items; for repeated indices the last one wins.
+
+        ``validate``: check that the priorities are finite and >= 0 and the indices stored
+        (one host synchronisation); None: as ``check_inputs`` says. A caller that has
+        checked both itself passes False (see :func:`hetplug.replay.per.validate_update`).
+        """
         check_tensor("indices", indices, 1)
         priorities = self._check_priorities(priorities)
         if indices.shape != priorities.shape:
@@ -202,7 +223,7 @@ class PrioritizedSampler:
         indices = indices.to(self.device, torch.long)
         if indices.numel() == 0:
             return
-        if self.config.check_inputs:
+        if self.config.check_inputs if validate is None else validate:
             # NaN fails both comparisons, so this also rejects NaN and inf.
             ok = ((priorities >= 0) & (priorities < torch.inf)).all() & (
                 (indices >= 0) & (indices < self._size)
@@ -247,7 +268,7 @@ class PrioritizedSampler:
         level by level."""
         self._priorities[indices] = priorities
         self._max_priority = torch.maximum(self._max_priority, priorities.max())
-        mass = priorities.pow(self.config.alpha)
+        mass = priorities if self.config.alpha == 1 else priorities.pow(self.config.alpha)
         self._sums[0][indices] = mass
         self._mins[0][indices] = torch.where(mass > 0, mass, torch.inf)
         k = self._fanout
@@ -279,6 +300,32 @@ class PrioritizedSampler:
             ValueError: empty sampler, ``batch_size < 1``, more items than stored without
                 replacement, or (with ``check_inputs``) all priorities zero.
         """
+        beta = self.beta
+        d, probs = self._draw(batch_size, generator, replacement)
+        if self.config.weight_normalization == "max":
+            # Eq. (7) over the buffer's largest weight: (N p)^-beta / (N p_min)^-beta.
+            if probs is None:  # p = mass / total: the total cancels
+                weights = (self._mins[-1].amin() / d.mass).pow(beta)
+            else:  # no boolean-mask indexing: no GPU sync
+                weights = (torch.where(probs > 0, probs, torch.inf).amin() / d.probabilities).pow(beta)
+        else:
+            weights = (float(self._size) * d.probabilities).pow(-beta)
+            if self.config.weight_normalization == "batch":
+                weights = weights / weights.max()
+        return SampleResult(indices=d.indices, weights=weights, probabilities=d.probabilities)
+
+    def draw(
+        self, batch_size: int, generator: torch.Generator | None = None, replacement: bool = True
+    ) -> Draw:
+        """The draw of :meth:`sample` without the IS weights (for a caller that weights on
+        its own, as SHEP does per episode); advances the beta schedule the same way."""
+        return self._draw(batch_size, generator, replacement)[0]
+
+    def _draw(
+        self, batch_size: int, generator: torch.Generator | None, replacement: bool
+    ) -> tuple[Draw, torch.Tensor | None]:
+        """The draw, and every stored item's probability when the draw needed them (clipped
+        probabilities, or drawing without replacement); else None and ``p = mass / total``."""
         check_int("batch_size", batch_size, 1)
         if self._size == 0:
             raise ValueError("cannot sample from an empty sampler (add items first)")
@@ -286,8 +333,16 @@ class PrioritizedSampler:
             raise ValueError(
                 f"batch_size={batch_size} exceeds the {self._size} stored items (sampling without replacement)"
             )
-        total = self._sums[-1].sum()
+        self._sample_calls += 1
+        flat = self.capacity <= self.config.flat_max
+        if flat:
+            mass_all = self._sums[0][: self._size]
+            cum = mass_all.cumsum(0)
+            total = cum[-1]
+        else:
+            total = self._sums[-1].sum()
         if self.config.check_inputs and not bool(total > 0):
+            self._sample_calls -= 1
             raise ValueError("cannot sample: every stored priority is zero")
         if self.config.max_probability is not None or not replacement:
             probs = self.probabilities()
@@ -297,40 +352,17 @@ class PrioritizedSampler:
                 replacement=replacement,
                 generator=generator,
             )
-            p = probs[indices]
-            p_min = (
-                torch.where(probs > 0, probs, torch.inf).amin()  # no boolean-mask indexing: no GPU sync
-                if self.config.weight_normalization == "max"
-                else None
-            )
+            return Draw(indices, probs[indices], self._sums[0][indices]), probs
+        if flat:
+            u = torch.rand(batch_size, generator=generator, device=self.device, dtype=self._dtype) * total
+            # u below the total (rounding can put it at the very end): never past the last
+            # item with mass, never on an item without (its cumulative sum equals the one before).
+            u = torch.minimum(u, torch.nextafter(total, self._zero))
+            indices = torch.searchsorted(cum, u, right=True).clamp_max(self._size - 1)
+            mass = mass_all[indices]
         else:
-            if self.capacity <= self.config.flat_max:
-                indices = self._flat_draw(batch_size, generator)
-                mass = self._sums[0][indices]
-            else:
-                indices, mass = self._descend(batch_size, total, generator)
-            p = mass / total
-            p_min = self._mins[-1].amin() / total
-        beta = self.beta
-        self._sample_calls += 1
-        n = float(self._size)
-        if self.config.weight_normalization == "max":
-            # Eq. (7) over the buffer's largest weight: (N p)^-beta / (N p_min)^-beta.
-            weights = (p / p_min).pow(-beta)
-        else:
-            weights = (n * p).pow(-beta)
-            if self.config.weight_normalization == "batch":
-                weights = weights / weights.max()
-        return SampleResult(indices=indices, weights=weights, probabilities=p)
-
-    def _flat_draw(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
-        mass = self._sums[0][: self._size]
-        cum = mass.cumsum(0)
-        u = torch.rand(batch_size, generator=generator, device=self.device, dtype=self._dtype) * cum[-1]
-        choice = torch.searchsorted(cum, u, right=True)
-        # Rounding can put u at the very end: fall back to the last item with mass.
-        last = self._size - 1 - (mass > 0).flip(0).to(torch.uint8).argmax()
-        return torch.minimum(choice, last)
+            indices, mass = self._descend(batch_size, total, generator)
+        return Draw(indices, mass / total, mass), None
 
     def _descend(
         self, batch_size: int, total: torch.Tensor, generator: torch.Generator | None
