@@ -76,6 +76,7 @@ def _intervals(
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
+    ax.set_ylabel("variant")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="best")
 
