@@ -77,6 +77,8 @@ def experiment_config(run: RunSpec, folder: str | Path):
     cfg.off_policy_memory_size = s.memory
     cfg.on_policy_minibatch_size = min(200, s.frames_per_batch)
     cfg.on_policy_n_minibatch_iters = max(1, s.updates * cfg.on_policy_minibatch_size // s.frames_per_batch)
+    for name, value in run.experiment.items():  # --set experiment.FIELD=VALUE (checked by the grid)
+        setattr(cfg, name, value)
     return cfg
 
 
