@@ -395,3 +395,17 @@ def test_every_model_choice_builds_its_benchmarl_config():
 
     built = {m: type(model_config(m)) for m in MODELS if m != "auto"}
     assert built == {"mlp": MlpConfig, "slot": SlotModelConfig, "shppo": SHPPOModelConfig}
+
+
+def test_image_observations_get_an_mlp_that_flattens_them():
+    """MAgent2's [13, 13, 5] views: the MLP flattens 3 feature dims; models that take flat
+    vectors only are refused before any run."""
+    from hetplug_benchmarl.compare.run import model_config
+    from hetplug_benchmarl.compare.tasks import feature_dims
+
+    assert (feature_dims("magent/battle"), feature_dims("vmas/navigation")) == (3, 1)
+    assert model_config("mlp", 3).num_feature_dims == 3
+    grid = spec.make_grid("magent/battle", "iql", ["none", "shep"], seeds=1)
+    assert grid.models == ("mlp", "mlp")
+    with pytest.raises(spec.SpecError, match="magent/battle's observations are not flat vectors"):
+        spec.make_grid("magent/battle", "iql", ["none", "hetdps"], seeds=1)

@@ -39,19 +39,32 @@ def _zero_shot_runs(offset: float = 0.0) -> dict[int, dict]:
 def test_zero_shot_summary_is_rliable_per_team_size(results):
     runs = {"mlp": _zero_shot_runs(0.0), "shppo": _zero_shot_runs(1.0)}
     runs["shppo"].pop(4)  # a missing run leaves fewer scores, not a hole
-    summary = results.zero_shot_summary(runs, (2, 3, 4), 3, failed={"shppo seed 4": "exit status 1"}, reps=200)
-    assert list(summary["variants"]) == ["mlp n=2", "shppo n=2", "mlp n=3", "shppo n=3", "mlp n=4", "shppo n=4"]
+    summary = results.zero_shot_summary(
+        runs, (2, 3, 4), 3, failed={"shppo seed 4": "exit status 1"}, reps=200
+    )
+    assert list(summary["variants"]) == [
+        "mlp n=2",
+        "shppo n=2",
+        "mlp n=3",
+        "shppo n=3",
+        "mlp n=4",
+        "shppo n=4",
+    ]
     for n in (2, 3, 4):
         for model, seeds in (("mlp", list(SEEDS)), ("shppo", [0, 1, 2, 3])):
             scores = [runs[model][s]["eval"][str(n)] for s in seeds]
             v = summary["variants"][f"{model} n={n}"]
-            assert v["runs"] == len(seeds) and v["scores"] == {f"seed_{s}": x for s, x in zip(seeds, scores)}
+            assert v["runs"] == len(seeds) and v["scores"] == {
+                f"seed_{s}": x for s, x in zip(seeds, scores, strict=True)
+            }
             assert v["iqm"] == pytest.approx(metrics.aggregate_iqm(np.array(scores)[:, None]))
             assert v["ci"][0] <= v["iqm"] <= v["ci"][1]
         p = summary["prob_improvement"][f"shppo n={n}"]
         x = np.array([runs["shppo"][s]["eval"][str(n)] for s in range(4)])[:, None]
         y = np.array([runs["mlp"][s]["eval"][str(n)] for s in SEEDS])[:, None]
-        assert p["over"] == f"mlp n={n}" and p["value"] == pytest.approx(metrics.probability_of_improvement(x, y))
+        assert p["over"] == f"mlp n={n}" and p["value"] == pytest.approx(
+            metrics.probability_of_improvement(x, y)
+        )
         assert "inconclusive" in p["verdict"]  # 4 runs: too few
     assert summary["models"]["shppo n=4"] == "shppo" and summary["frames"] == 300
     assert summary["failed"] == [{"run": "shppo seed 4", "error": "exit status 1"}]
@@ -65,26 +78,36 @@ def _lbs_run(level: float, seed: int, frames: int = 4000, length: int = 500) -> 
 
 
 def test_lbs_summary_scores_the_last_quarter_and_compares_lbs_with_both_baselines(results):
-    runs = {v: {s: _lbs_run(level, s) for s in SEEDS} for v, level in (("independent", 1), ("ps", 2), ("lbs", 3))}
+    runs = {
+        v: {s: _lbs_run(level, s) for s in SEEDS} for v, level in (("independent", 1), ("ps", 2), ("lbs", 3))
+    }
     summary = results.lbs_summary(runs, 4000, reps=200)
     # episodes ending after 75 % of the last episode's frames (3000): those ending at 3500 and 4000
     expected = {v: [np.mean([r["episode_returns"][-2], r["episode_returns"][-1]]) for r in by.values()]
                 for v, by in runs.items()}  # fmt: skip
     for v, scores in expected.items():
         assert list(summary["variants"][v]["scores"].values()) == pytest.approx(scores)
-        assert summary["variants"][v]["iqm"] == pytest.approx(metrics.aggregate_iqm(np.array(scores)[:, None]))
+        assert summary["variants"][v]["iqm"] == pytest.approx(
+            metrics.aggregate_iqm(np.array(scores)[:, None])
+        )
     assert set(summary["prob_improvement"]) == {"ps", "lbs"}
     assert {p["over"] for p in summary["prob_improvement"].values()} == {"independent"}
     (over_ps,) = summary["comparisons"]
     x, y = (np.array(expected[v])[:, None] for v in ("lbs", "ps"))
     assert over_ps["variant"] == "lbs" and over_ps["over"] == "ps"
     assert over_ps["value"] == pytest.approx(metrics.probability_of_improvement(x, y))
-    assert summary["curves"]["lbs"]["frames"] == [1000, 2000, 3000, 4000] and summary["curves"]["lbs"]["runs"] == 5
+    assert (
+        summary["curves"]["lbs"]["frames"] == [1000, 2000, 3000, 4000]
+        and summary["curves"]["lbs"]["runs"] == 5
+    )
     assert "sum over the pursuers" in summary["metric"]["label"]
     assert results.verdict(summary, ("lbs", "lbs|ps"))[0] == "reproduced"
     summary["comparisons"][0]["ci"] = [0.3, 0.7]  # no difference with PS: the claim (both) fails
     word, reason = results.verdict(summary, ("lbs", "lbs|ps"))
-    assert word == "not reproduced at this scale" and "P(lbs > ps) 1.00, 95% CI [0.30, 0.70]: no difference" in reason
+    assert (
+        word == "not reproduced at this scale"
+        and "P(lbs > ps) 1.00, 95% CI [0.30, 0.70]: no difference" in reason
+    )
 
 
 def test_binned_curves_carry_the_last_value_and_drop_leading_gaps(results):
@@ -108,7 +131,9 @@ pathlib.Path(a.out).write_text(json.dumps({"frames": int(a.frames), "eval": {n: 
 """
 
 
-def test_script_experiment_runs_each_missing_run_once_and_reports_failures(results, tmp_path, monkeypatch, capsys):
+def test_script_experiment_runs_each_missing_run_once_and_reports_failures(
+    results, tmp_path, monkeypatch, capsys
+):
     (tmp_path / "fake.py").write_text(textwrap.dedent(FAKE_SCRIPT))
     monkeypatch.setattr(results, "ROOT", tmp_path)
     monkeypatch.setattr(results, "RUNS", tmp_path / "results")

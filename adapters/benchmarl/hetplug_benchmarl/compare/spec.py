@@ -355,7 +355,7 @@ def make_grid(
         SpecError: with a one-line message naming the bad value.
     """
     import hetplug
-    from hetplug_benchmarl.compare.tasks import task_names
+    from hetplug_benchmarl.compare.tasks import feature_dims, task_names
 
     names = task_names()
     if task not in names:
@@ -391,6 +391,12 @@ def make_grid(
                 f"--set {plugin}.*: plugin {plugin!r} is in no variant{closest(plugin, used)}{where}"
             )
     models, parsed = pick_models([model] if isinstance(model, str) else list(model), parsed)
+    if feature_dims(task) > 1 and set(models) != {"mlp"}:
+        other = next(m for m in models if m != "mlp")
+        raise SpecError(
+            f"--model {other}: {task}'s observations are not flat vectors (the last {feature_dims(task)} dims "
+            f"are features); only mlp flattens them"
+        )
     return Grid(
         task=task,
         variants=tuple(parsed),
