@@ -128,6 +128,9 @@ class PrioritizedSampler:
         self._priorities = torch.zeros(capacity, dtype=self._dtype, device=self.device)
         self._max_priority = torch.ones((), dtype=self._dtype, device=self.device)
         self._zero = torch.zeros((), dtype=self._dtype, device=self.device)
+        self._shift = k.bit_length() - 1 if k & (k - 1) == 0 else None  # node // k as a shift
+        self._last: torch.Tensor | None = None  # [capacity] scratch of update's de-duplication
+        self._positions = torch.arange(0, device=self.device)
 
     # ------------------------------------------------------------------ state
     def __len__(self) -> int:
@@ -224,19 +227,25 @@ class PrioritizedSampler:
         if indices.numel() == 0:
             return
         if self.config.check_inputs if validate is None else validate:
-            # NaN fails both comparisons, so this also rejects NaN and inf.
-            ok = ((priorities >= 0) & (priorities < torch.inf)).all() & (
-                (indices >= 0) & (indices < self._size)
-            ).all()
-            if not bool(ok):
+            # One host synchronisation: NaN propagates into the minimum, inf shows in the
+            # maximum; only when this fails are the parts checked one by one, to name it.
+            lo, hi = torch.aminmax(indices)
+            p_lo, p_hi = torch.aminmax(priorities)
+            lo, hi, p_lo, p_hi = torch.stack([lo.to(self._dtype), hi.to(self._dtype), p_lo, p_hi]).tolist()
+            if not (lo >= 0 and hi < self._size and p_lo >= 0 and p_hi < math.inf):
                 check_finite_nonnegative("priorities", priorities)
                 self.check_indices(indices)
-        # The last occurrence of each index wins (the sort is stable): every copy of an index
-        # gets the value of the last one in its run, so the writes agree whatever their
-        # order, and no data-dependent shape (a host synchronisation on a GPU) is needed.
-        order_idx, perm = torch.sort(indices, stable=True)
-        run_end = torch.searchsorted(order_idx, order_idx, right=True) - 1
-        self._write(order_idx, priorities[perm[run_end]])
+        # The last occurrence of each index wins: the largest position of each index
+        # (scatter amax, deterministic on every device) picks the value all of its copies
+        # write, so the writes agree whatever their order, and no data-dependent shape (a
+        # host synchronisation on a GPU) is needed.
+        n = indices.shape[0]
+        if self._last is None:
+            self._last = torch.zeros(self.capacity, dtype=torch.long, device=self.device)
+        if self._positions.shape[0] < n:
+            self._positions = torch.arange(n, device=self.device)
+        last = self._last.scatter_reduce_(0, indices, self._positions[:n], "amax", include_self=False)
+        self._write(indices, priorities.index_select(0, last.index_select(0, indices)))
 
     def check_indices(self, indices: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``indices`` is a 1-D integer tensor of stored slots."""
@@ -265,12 +274,12 @@ class PrioritizedSampler:
 
     def _write(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
         """Set ``indices`` (repeated ones with equal priorities) and refresh their ancestors,
-        level by level."""
-        self._priorities[indices] = priorities
-        self._max_priority = torch.maximum(self._max_priority, priorities.max())
+        level by level (index_select / index_put_: the cheapest calls for each)."""
+        self._priorities.index_put_((indices,), priorities)
+        self._max_priority = torch.maximum(self._max_priority, priorities.amax())
         mass = priorities if self.config.alpha == 1 else priorities.pow(self.config.alpha)
-        self._sums[0][indices] = mass
-        self._mins[0][indices] = torch.where(mass > 0, mass, torch.inf)
+        self._sums[0].index_put_((indices,), mass)
+        self._mins[0].index_put_((indices,), mass.masked_fill(mass == 0, torch.inf))
         k = self._fanout
         if self.capacity <= self.config.flat_max:  # small tree: rebuild the upper levels whole
             for lvl in range(len(self._sums) - 1):
@@ -280,9 +289,16 @@ class PrioritizedSampler:
             return
         node = indices
         for lvl in range(len(self._sums) - 1):
-            node = node // k  # duplicates write the same value
-            self._sums[lvl + 1][node] = torch.index_select(self._sums[lvl].view(-1, k), 0, node).sum(-1)
-            self._mins[lvl + 1][node] = torch.index_select(self._mins[lvl].view(-1, k), 0, node).amin(-1)
+            # duplicates write the same value
+            node = (
+                node.bitwise_right_shift(self._shift)
+                if self._shift is not None
+                else node.div(k, rounding_mode="floor")
+            )
+            self._sums[lvl + 1].index_put_((node,), self._sums[lvl].view(-1, k).index_select(0, node).sum(-1))
+            self._mins[lvl + 1].index_put_(
+                (node,), self._mins[lvl].view(-1, k).index_select(0, node).amin(-1)
+            )
 
     # ------------------------------------------------------------------ reads
     def sample(
@@ -340,8 +356,9 @@ class PrioritizedSampler:
             cum = mass_all.cumsum(0)
             total = cum[-1]
         else:
-            total = self._sums[-1].sum()
-        if self.config.check_inputs and not bool(total > 0):
+            cum = self._sums[-1].cumsum(0)  # the top level, scanned flat
+            total = cum[-1]
+        if self.config.check_inputs and not total.item() > 0:
             self._sample_calls -= 1
             raise ValueError("cannot sample: every stored priority is zero")
         if self.config.max_probability is not None or not replacement:
@@ -361,11 +378,11 @@ class PrioritizedSampler:
             indices = torch.searchsorted(cum, u, right=True).clamp_max(self._size - 1)
             mass = mass_all[indices]
         else:
-            indices, mass = self._descend(batch_size, total, generator)
+            indices, mass = self._descend(batch_size, cum, generator)
         return Draw(indices, mass / total, mass), None
 
     def _descend(
-        self, batch_size: int, total: torch.Tensor, generator: torch.Generator | None
+        self, batch_size: int, cum: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Leaves drawn by a walk down the sum tree, and their masses: ``([B], [B])``.
 
@@ -376,21 +393,25 @@ class PrioritizedSampler:
         an empty child.
         """
         k = self._fanout
-        u = torch.rand(batch_size, generator=generator, device=self.device, dtype=self._dtype) * total
         top = self._sums[-1]
-        cum = top.cumsum(0)
-        u = torch.clamp(u, self._zero, torch.nextafter(cum[-1], self._zero))
+        total = cum[-1]
+        u = torch.rand(batch_size, generator=generator, device=self.device, dtype=self._dtype).mul_(total)
+        u = u.clamp_(self._zero, torch.nextafter(total, self._zero))
         node = torch.searchsorted(cum, u, right=True)
-        mass = top[node]
-        u = u - (cum[node] - mass)
+        if len(self._sums) == 1:  # the top level holds the leaves
+            return node, top.index_select(0, node)
+        u = u.sub_(cum.sub(top).index_select(0, node))  # minus the mass before the node
+        mass = u
         for lvl in range(len(self._sums) - 2, -1, -1):
-            children = torch.index_select(self._sums[lvl].view(-1, k), 0, node)  # [B, k]
+            children = self._sums[lvl].view(-1, k).index_select(0, node)  # [B, k]
             cum = children.cumsum(-1)
-            u = torch.clamp(u, self._zero, torch.nextafter(cum[:, -1], self._zero))
+            u = u.clamp_(self._zero, torch.nextafter(cum.select(1, -1), self._zero))
             choice = torch.searchsorted(cum, u.unsqueeze(-1), right=True)  # [B, 1]
-            mass = children.gather(-1, choice).squeeze(-1)
-            u = u - (cum.gather(-1, choice).squeeze(-1) - mass)
-            node = torch.add(choice.squeeze(-1), node, alpha=k)
+            if lvl:
+                u = u.sub_(cum.sub_(children).gather(-1, choice).squeeze(-1))
+            else:
+                mass = children.gather(-1, choice).squeeze(-1)
+            node = choice.squeeze(-1).add_(node, alpha=k)  # (after the gathers: choice changes)
         return node, mass
 
     # ------------------------------------------------------------------ checkpoint
