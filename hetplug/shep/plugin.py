@@ -39,6 +39,11 @@ class SHEPPlugin:
     """
 
     config_class = SHEPConfig
+    #: ``hetplug_update_priorities`` with ``mask=None`` uses the valid steps each trajectory
+    #: was added with, so a host whose valid steps never change after ``replay_add`` (the
+    #: BenchMARL adapter's storage) need not pass them again: a mask costs a recount of
+    #: every sampled row's episodes.
+    keeps_valid_steps = True
 
     def __init__(self, config: SHEPConfig | None = None, cells: CellPartition | None = None) -> None:
         self.config = config or SHEPConfig()

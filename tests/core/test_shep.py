@@ -647,3 +647,23 @@ def test_td_updates_rescore_episodes_like_brute_force(form, with_mask):
                                    dtype=torch.float64), rtol=1e-5, atol=0)  # fmt: skip
     assert hit.all()  # every draw is a step of an episode with a valid step
     assert bool(valid[torch.searchsorted(slots, out.indices), out.steps].all())  # never a masked step
+
+
+def test_update_without_mask_uses_the_valid_steps_stored_at_add():
+    """``keeps_valid_steps``: mask=None on trajectories added with invalid steps gives the
+    same priorities as passing their add-time mask again (what a host may skip)."""
+    assert manager()[1].keeps_valid_steps
+    results = []
+    for mask in (None, "stored"):
+        pm, plugin = manager(eps=0.0)
+        b = batch(td_error=torch.rand(6, 7, generator=torch.Generator().manual_seed(2)))
+        assert not b.mask.all()  # rows 1 and 3 end early
+        idx = pm.hook.hetplug_replay_add(batch=b)
+        td = torch.rand(6, 7, generator=torch.Generator().manual_seed(3)) * 5
+        td[~b.mask] = 100.0  # on invalid steps: must not count
+        new = pm.hook.hetplug_update_priorities(
+            indices=idx, td_error=td, mask=None if mask is None else b.mask
+        )
+        results.append((new, plugin._step_mass.clone(), plugin._ep_mass.clone(), plugin._episodes.clone()))
+    for a, b_ in zip(*results, strict=True):
+        torch.testing.assert_close(a, b_)

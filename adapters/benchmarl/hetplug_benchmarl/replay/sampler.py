@@ -52,6 +52,10 @@ class TrajectorySampler(Sampler):
         self.generator = generator
         self.device = layout.device
         self.td = torch.full((layout.slots, layout.steps), float("nan"), device=self.device)
+        # The valid steps of every stored trajectory are those it was added with: a
+        # prioritiser that keeps them (``keeps_valid_steps``, e.g. SHEP) gets mask=None.
+        impls = pm.hook.hetplug_update_priorities.get_hookimpls()
+        self.pass_mask = not all(getattr(impl.plugin, "keeps_valid_steps", False) for impl in impls)
         self.max_td = torch.ones((), device=self.device)
 
     def extend(self, index: torch.Tensor) -> None:
@@ -90,7 +94,7 @@ class TrajectorySampler(Sampler):
         rows = self.td.index_select(0, slots)
         rows = rows.masked_fill_(torch.isnan(rows), self.max_td)
         return self.pm.hook.hetplug_update_priorities(
-            indices=slots, td_error=rows, mask=self.layout.valid(slots)
+            indices=slots, td_error=rows, mask=self.layout.valid(slots) if self.pass_mask else None
         )
 
     def state_dict(self) -> dict[str, Any]:
