@@ -209,7 +209,7 @@ class SHEPPlugin:
         # step with mass, nor on a step without (its cumulative sum equals the one before).
         u = torch.minimum(u, torch.nextafter(end, self._zero))
         step = torch.searchsorted(cum, u, right=True).squeeze(-1).clamp_max(mass.shape[1] - 1)
-        episode_mass = self._ep_mass[slots, step]
+        episode_mass = self._ep_mass.view(-1).index_select(0, torch.add(step, slots, alpha=mass.shape[1]))
         p = rows.probabilities * episode_mass / rows.mass.clamp_min(torch.finfo(mass.dtype).tiny)
         size = len(sampler)
         if c.weight_normalization == "max":  # (N p)^-beta / (N p_min)^-beta, p_min the least episode's
@@ -379,11 +379,13 @@ class SHEPPlugin:
     def _store(
         self, slots: torch.Tensor, masses: scoring.EpisodeMasses, tables: scoring.EpisodeTables
     ) -> None:
-        self._step_mass[slots] = masses.step
-        self._ep_mass[slots] = masses.episode
-        self._min_mass[slots] = masses.minimum
+        # index_put_ (as ``x[slots] = v``, the last of repeated slots wins, without Python's
+        # indexing overhead)
+        self._step_mass.index_put_((slots,), masses.step)
+        self._ep_mass.index_put_((slots,), masses.episode)
+        self._min_mass.index_put_((slots,), masses.minimum)
         if tables.count is not None:  # an update on the stored valid steps leaves it as it is
-            self._episodes[slots] = tables.count
+            self._episodes.index_put_((slots,), tables.count)
 
     def _require_sampler(self) -> PrioritizedSampler:
         if self.sampler is None:
