@@ -5,11 +5,14 @@ Each variant is a real BenchMARL experiment (VMAS task, same seed and settings).
 `updates` optimiser steps, on_train_end, policy-weight update. The variants' iterations
 are timed alternately in one process (see _timing.side_by_side); prints JSON.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_benchmarl.py
+    OMP_NUM_THREADS=1 python benchmarks/bench_benchmarl.py [--json benchmarks/results/bench_benchmarl.json]
     python benchmarks/bench_benchmarl.py --device cuda --algorithms iql qmix
 
-Targets (issue 6): SHEP at most 1.10x; HetDPS (interval 100) at most 1.05x, measured with
-`--model slot --plugins hetdps` (both variants then use the slot model); SHPPO at most
+``--out`` is the folder of BenchMARL's runs; ``--json`` also writes the printed JSON (rows,
+target summary and run metadata) to a file for benchmarks/report.py.
+
+Targets: PER and SHEP at most 1.05x (issue 21); HetDPS (interval 100) at most 1.05x, measured
+with `--model slot --plugins hetdps` (both variants then use the slot model); SHPPO at most
 1.30x, measured with `--algorithms mappo --model shppo --plugins shppo`. MAPPO/IPPO run 1000-frame rollouts with 40
 minibatches of 200 per iteration (5 epochs), the off-policy ones 40 updates of 256.
 """
@@ -26,7 +29,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import side_by_side  # noqa: E402
+from _timing import machine, side_by_side  # noqa: E402
+
+#: largest iteration time with the plugin over without (None: no target)
+TARGETS = {"per": 1.05, "shep": 1.05, "hetdps": 1.05, "shppo": 1.30}
 
 
 def experiment(
@@ -40,6 +46,8 @@ def experiment(
     from hetplug_benchmarl.compare.run import experiment_config, hetplug_callback, model_config
     from hetplug_benchmarl.compare.spec import RunSpec, Settings, Variant, algorithms
     from hetplug_benchmarl.compare.tasks import load_task
+
+    logging.getLogger("torchrl").setLevel(logging.WARNING)  # after torchrl set its own: stdout stays JSON
 
     settings = Settings(frames=10**9, frames_per_batch=1000, envs=20, updates=40, device=device)
     run = RunSpec(f"vmas/{task}", Variant(algorithm, tuple(plugins)), 0, model, settings, options)
@@ -82,7 +90,8 @@ def main() -> None:
     p.add_argument("--interval", type=int, default=100, help="hetdps regrouping interval (iterations)")
     p.add_argument("--repeat", type=int, default=15)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out", default="runs/bench_benchmarl")
+    p.add_argument("--out", default="runs/bench_benchmarl", help="folder of BenchMARL's runs")
+    p.add_argument("--json", default=None, help="also write the JSON to this file")
     args = p.parse_args()
     logging.getLogger("torchrl").setLevel(logging.WARNING)  # keep stdout pure JSON
     if args.device == "cpu":
@@ -110,7 +119,29 @@ def main() -> None:
                 "ratio_vs_none": {k: seconds[k] / seconds["none"] for k in args.plugins},
             }
         )
-    print(json.dumps(results, indent=1))
+    summary = [
+        {
+            "measure": f"BenchMARL iteration, {row['algorithm']} + {plugin} vs plain ({row['task']}, {row['model']})",
+            "value": ratio,
+            "unit": "x",
+            "target": None if TARGETS.get(plugin) is None else f"<= {TARGETS[plugin]}",
+            "met": None if TARGETS.get(plugin) is None else ratio <= TARGETS[plugin],
+        }
+        for row in results
+        for plugin, ratio in row["ratio_vs_none"].items()
+    ]
+    payload = {
+        "benchmark": "benchmarl_iteration",
+        "device": args.device,
+        "repeat": args.repeat,
+        "rows": results,
+        "summary": summary,
+        "meta": machine(torch.device(args.device)),
+    }
+    print(json.dumps(payload, indent=1))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["shep_descriptors", "hetdps", "shppo_actor_forward_backward", "lbs_update", "prioritized_sampler"]
+ORDER = [
+    "benchmarl_iteration",
+    "shep_descriptors",
+    "hetdps",
+    "shppo_actor_forward_backward",
+    "lbs_update",
+    "prioritized_sampler",
+]
 TITLES = {
+    "benchmarl_iteration": "BenchMARL iteration with each plugin against without (bench_benchmarl.py)",
     "shep_descriptors": "SHEP descriptors and Moran's I (bench_descriptors.py)",
     "hetdps": "HetDPS distances and amortised cost (bench_hetdps.py)",
     "shppo_actor_forward_backward": "SHPPO actor with a HeteLayer (bench_shppo.py)",
