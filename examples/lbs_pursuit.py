@@ -20,7 +20,7 @@ CNN, 20k environment steps per variant, a smaller buffer). The paper's scale:
 
     python examples/lbs_pursuit.py --network cnn --frames 800000 --capacity 120000 --train-every 1
 
-Writes runs/lbs_pursuit/results.json and returns.png. Needs ``pip install "hetplug[pursuit]"``
+Writes runs/lbs_pursuit/results.json and returns.png. Needs ``pip install -c constraints.txt -e ".[pursuit]"`` from the clone
 (pettingzoo 1.24.3 and pygame).
 """
 

@@ -346,15 +346,16 @@ EXPERIMENTS = [
         ),
         scale=(
             "vmas/navigation (its observations do not depend on the team size, like the paper's modified tasks): "
-            "trained with 3 agents for 300k frames instead of 20M (examples/zero_shot_team_size.py's default is 1.2M; "
-            "300k makes the 10 runs fit in a few hours on 2 cores), then copied without training into teams of 2, 3 "
+            "trained with 3 agents for 120k frames (20 iterations) instead of 20M (examples/zero_shot_team_size.py's "
+            "default is 1.2M; 120k makes the 10 runs fit in about an hour on 2 cores), then copied without training "
+            "into teams of 2, 3 "
             "and 4 and evaluated on 50 deterministic episodes each. HAPPO (share) on BenchMARL's MLP actor against "
             "HAPPO + SHPPO on hetplug's SHPPO actor (Table IV sizes, GRU; mean-pooled InferenceNet is not needed at "
             "execution). Table V's learning rate 5e-4 and gamma 0.95, HARL's 5 epochs, 6000 frames per iteration "
             "(60 environments, minibatches of 400); navigation's 100 steps per episode instead of 160. The verdict "
             "rests on the unseen sizes 2 and 4; size 3 is the training task."
         ),
-        argv=("--frames", "300000"),
+        argv=("--frames", "120000"),
         judged=("shppo n=2", "shppo n=4"),
     ),
     Experiment(

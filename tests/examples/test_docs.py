@@ -118,3 +118,19 @@ def test_excerpts_are_taken_from_a_file_that_imports(page, line, code, path, mon
     spec = importlib.util.spec_from_file_location(f"_excerpt_{source.stem}", source)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # imports without running its main
+
+
+def test_install_lines_work_without_hetplug_on_pypi():
+    """hetplug is not on PyPI: every install hint in the docs, examples and error messages
+    installs it from a clone (``-e ".[extra]"``, ``-e "/path/to/hetplug[extra]"``) or from a
+    direct URL (``"hetplug[extra] @ git+..."``), never as a bare ``hetplug[extra]``."""
+    files = [*PAGES, *(ROOT / "examples").rglob("*.py"), *(ROOT / "adapters").rglob("*.py"),
+             *(ROOT / "hetplug").rglob("*.py")]  # fmt: skip
+    bare = re.compile(r"""(?<![\w/.-])hetplug\[[\w,]+\](?!\s*@)""")
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "pip install" in line and bare.search(line)
+    ]
+    assert found == []

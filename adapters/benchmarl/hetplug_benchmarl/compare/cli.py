@@ -112,7 +112,9 @@ def _need(module: str, what: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise EngineError(f'{what} need {module}: pip install -c constraints.txt "hetplug[compare]"')
+        raise EngineError(
+            f'{what} need {module}: pip install -c constraints.txt -e ".[compare]" from the clone'
+        )
 
 
 def _finish(summary: dict, out: Path) -> None:

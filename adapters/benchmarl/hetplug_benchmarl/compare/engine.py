@@ -70,7 +70,7 @@ def _ray():
         import ray
     except ImportError as err:
         raise EngineError(
-            f'hetplug compare runs on Ray ({err}): pip install -c constraints.txt "hetplug[compare]"'
+            f'hetplug compare runs on Ray ({err}): pip install -c constraints.txt -e ".[compare]" from the clone'
         ) from None
     return ray
 
