@@ -20,8 +20,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["shep_descriptors", "hetdps", "shppo_actor_forward_backward", "lbs_update", "prioritized_sampler"]
+ORDER = [
+    "benchmarl_iteration",
+    "shep_descriptors",
+    "hetdps",
+    "shppo_actor_forward_backward",
+    "lbs_update",
+    "prioritized_sampler",
+]
 TITLES = {
+    "benchmarl_iteration": "BenchMARL iteration with each plugin against without (bench_benchmarl.py)",
     "shep_descriptors": "SHEP descriptors and Moran's I (bench_descriptors.py)",
     "hetdps": "HetDPS distances and amortised cost (bench_hetdps.py)",
     "shppo_actor_forward_backward": "SHPPO actor with a HeteLayer (bench_shppo.py)",
@@ -29,6 +37,45 @@ TITLES = {
     "prioritized_sampler": "Prioritised sampler (bench_sampler.py)",
 }
 SKIP = {"meta", "summary", "benchmark", "device", "torch", "threads"}
+#: Where the time goes, from the profiles behind issue 21 (words only: every number on the
+#: page comes from the JSON files).
+FINDINGS = {
+    "benchmarl_iteration": (
+        "Profile (cProfile and per-call timers, IQL on vmas/navigation): a plugin's cost per "
+        "iteration is in BenchMARL's 40 buffer samples (the trajectory draw, then the gather "
+        "of the sampled transitions) and 40 priority updates (the TD write-back and the "
+        "prioritiser's update), plus SHEP's descriptors and Group-HER at collection. The "
+        "variants also train differently (other samples, so other policies and other "
+        "environment resets), which moves their iteration times both ways; on this shared "
+        "2-core machine the ratios vary from run to run by more than the 5% target. A SHEP "
+        "update costs more than a PER one (it rescores every episode of the sampled rows). "
+        "Meeting the target would take fewer calls per iteration rather than cheaper ones: "
+        "one priority update per iteration for all 40 batches (delayed updates, as "
+        "distributed PER does; a change to when priorities take effect) and the same for "
+        "the draws."
+    ),
+    "prioritized_sampler": (
+        "hetplug's sampler is a batched sum tree in PyTorch operations: each sample+update "
+        "dispatches the ATen calls counted in the note from Python (microseconds each on a "
+        "CPU, whatever their size) and gathers rows of arrays larger than the caches, while "
+        "TorchRL's descends and updates its trees in C++. Fewer PyTorch calls do not close "
+        "a 2x gap: that would take a compiled kernel for the descent and the update (a C++ "
+        "extension, or Triton on a GPU)."
+    ),
+    "hetdps": (
+        "The all-pairs W2 dominates the distance matrix: per block of samples a batched "
+        "matrix product, an in-place square root and a sum over the samples, each a full "
+        "pass over the block; fusing them needs a custom kernel. The encoder pass is the "
+        "smaller part (see the note)."
+    ),
+    "shppo_actor_forward_backward": (
+        "Generating one weight matrix per agent from a decoder_hidden-wide code costs "
+        "decoder_hidden x in x out multiply-adds per agent in the forward and in each "
+        "backward product, whatever the implementation: the notes give the lower bound this "
+        "puts on each ratio. Meeting the targets needs a model change (a smaller "
+        "decoder_hidden or a factored weight generator), not a faster implementation."
+    ),
+}
 
 
 def fmt(value) -> str:
@@ -144,6 +191,8 @@ def cpu_sections(results: Path) -> list[str]:
         lines += meta_lines(data.get("meta") if isinstance(data, dict) else None)
         if isinstance(data, dict) and data.get("summary"):
             lines += ["Targets:", ""] + summary_table(data["summary"]) + [""]
+        if name in FINDINGS:
+            lines += [f"Where the time goes: {FINDINGS[name]}", ""]
         lines += details(data)
     return lines
 

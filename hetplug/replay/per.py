@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from hetplug._checks import check_range, check_tensor
+from hetplug._checks import check_finite_nonnegative, check_range, check_tensor
 from hetplug.hookspecs import hookimpl
 from hetplug.replay.sampler import PrioritizedSampler, SamplerConfig
 from hetplug.state import read_versioned, versioned
@@ -98,9 +98,14 @@ def reduce_td_per_item(td_error: torch.Tensor, mask: torch.Tensor | None) -> tor
         td = td.mean(-1)
     if td.dim() == 1:
         return td
+    return _masked_mean(td, None if mask is None else mask[:, : td.shape[1]])
+
+
+def _masked_mean(td: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``[B, T] -> [B]``: the mean over each row's valid steps (0 for a row without any)."""
     if mask is None:
         return td.mean(-1)
-    m = mask[:, : td.shape[1]].to(td.dtype)
+    m = mask.to(td.dtype)
     return (td * m).sum(-1) / m.sum(-1).clamp_min(1.0)
 
 
@@ -111,15 +116,15 @@ def check_td_update(
     mask: torch.Tensor | None,
     max_steps: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a priority update; returns ``|TD|`` as ``[B, max_steps]`` and device indices.
+    """Check a priority update's shapes and dtypes (no host synchronisation); returns
+    ``|TD|`` as ``[B, max_steps]`` and the indices as int64, both on the sampler's device.
 
-    Shapes are always checked (no host synchronisation); index ranges and finiteness only
-    with the sampler's ``check_inputs`` (each costs a synchronisation on a GPU).
+    Index ranges and finiteness are checked by :func:`validate_update` once the new
+    priorities are computed (before anything changes), with the sampler's ``check_inputs``.
     """
-    if sampler.config.check_inputs:
-        sampler.check_indices(indices)
-    else:
-        check_tensor("indices", indices, 1)
+    check_tensor("indices", indices, 1)
+    if indices.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"indices must be integer, got dtype {indices.dtype}")
     if not isinstance(td_error, torch.Tensor) or td_error.dim() not in (2, 3):
         raise ValueError(
             f"td_error must be a [B, T] or [B, T, N] tensor, got {getattr(td_error, 'shape', type(td_error))}"
@@ -130,13 +135,50 @@ def check_td_update(
         raise ValueError(f"td_error has {td_error.shape[1]} steps, more than max_steps={max_steps}")
     if mask is not None and tuple(mask.shape) != tuple(td_error.shape[:2]):
         raise ValueError(f"mask must have shape {tuple(td_error.shape[:2])}, got {tuple(mask.shape)}")
-    td = td_error.detach().abs().to(sampler.device)
+    td = td_error.detach().abs()
+    if td.device != sampler.device:
+        td = td.to(sampler.device)
     if td.dim() == 3:
         td = td.mean(-1)
-    if sampler.config.check_inputs and not bool(torch.isfinite(td).all()):
+    if td.shape[1] < max_steps:
+        td = torch.nn.functional.pad(td, (0, max_steps - td.shape[1]))
+    if indices.device != sampler.device or indices.dtype != torch.long:
+        indices = indices.to(sampler.device, torch.long)
+    return td, indices
+
+
+def validate_update(
+    sampler: PrioritizedSampler,
+    indices: torch.Tensor,
+    td: torch.Tensor,
+    priorities: torch.Tensor,
+    *probes: torch.Tensor,
+    signed: bool = False,
+) -> None:
+    """With the sampler's ``check_inputs``: raise ``ValueError`` unless every index is a
+    stored slot, ``td`` is finite and the new ``priorities`` are finite and >= 0. One host
+    synchronisation for all of it: the fast test is the index range and the finiteness of
+    ``priorities.sum()`` and of each of ``probes`` (quantities computed from all of ``td``,
+    in which a NaN or inf would show, e.g. ``(td * mask).amax()``; the priorities carry
+    one when every step counts) and, when the caller cannot rule out negative priorities
+    (``signed``), of their sign. Only when it fails are the parts checked one by one, in
+    that order, to name what is wrong. Call it before anything changes, then update the
+    sampler with ``validate=False``.
+    """
+    if not sampler.config.check_inputs or indices.numel() == 0:
+        return
+    lo, hi = torch.aminmax(indices)
+    ok = (lo >= 0) & (hi < len(sampler)) & torch.isfinite(priorities.sum())
+    for probe in probes:
+        ok = ok & torch.isfinite(probe)
+    if signed:
+        ok = ok & (priorities.amin() >= 0)
+    if bool(ok):
+        return
+    sampler.check_indices(indices)
+    if not bool(torch.isfinite(td).all()):
         raise ValueError("td_error contains NaN or inf")
-    td = torch.nn.functional.pad(td, (0, max_steps - td.shape[1]))
-    return td, indices.to(sampler.device, torch.long)
+    check_finite_nonnegative("priorities", priorities)
 
 
 class PERPlugin:
@@ -186,9 +228,10 @@ class PERPlugin:
     ) -> torch.Tensor:
         sampler = self._require_sampler()
         td, idx = check_td_update(sampler, indices, td_error, mask, td_error.shape[1])
-        m = None if mask is None else mask.to(sampler.device)
-        priorities = reduce_td_per_item(td, m) + self.config.eps
-        sampler.update(idx, priorities)
+        m = mask if mask is None or mask.device == sampler.device else mask.to(sampler.device)
+        priorities = _masked_mean(td, m) + self.config.eps
+        validate_update(sampler, idx, td, priorities)  # a NaN or inf in td shows in the mean
+        sampler.update(idx, priorities, validate=False)
         return priorities
 
     @hookimpl

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -68,6 +68,14 @@ class SamplerConfig:
         check_int("flat_max", self.flat_max, 0)
 
 
+class Draw(NamedTuple):
+    """Slots drawn by :meth:`PrioritizedSampler.draw`, without IS weights."""
+
+    indices: torch.Tensor  # [B] the drawn slots
+    probabilities: torch.Tensor  # [B] their probabilities (after clipping)
+    mass: torch.Tensor  # [B] their sampling masses P_i^alpha
+
+
 class PrioritizedSampler:
     """Prioritised sampling of slots in a ring of ``capacity`` items.
 
@@ -104,6 +112,7 @@ class PrioritizedSampler:
         self._cursor = 0
         self._sample_calls = 0
         self._progress = 0.0
+        self._beta_cache: tuple | None = None  # (progress tensor, (beta, beta_final), beta)
         k = self.config.fanout or min(1024, max(16, 1 << round(math.log2(max(1.0, capacity / 256)) / 2)))
         self._fanout = k
         sizes = []
@@ -119,6 +128,9 @@ class PrioritizedSampler:
         self._priorities = torch.zeros(capacity, dtype=self._dtype, device=self.device)
         self._max_priority = torch.ones((), dtype=self._dtype, device=self.device)
         self._zero = torch.zeros((), dtype=self._dtype, device=self.device)
+        self._shift = k.bit_length() - 1 if k & (k - 1) == 0 else None  # node // k as a shift
+        self._last: torch.Tensor | None = None  # [capacity] scratch of update's de-duplication
+        self._positions = torch.arange(0, device=self.device)
 
     # ------------------------------------------------------------------ state
     def __len__(self) -> int:
@@ -140,11 +152,16 @@ class PrioritizedSampler:
         ``beta_final`` over ``beta_steps`` sample calls, or by the run's progress set with
         :meth:`set_progress` (when ``beta_steps`` is 0)."""
         c = self.config
-        if c.beta_steps == 0:
-            frac = self._progress
-        else:
-            frac = min(1.0, self._sample_calls / c.beta_steps)
-        return c.beta + (c.beta_final - c.beta) * frac
+        if c.beta_steps:
+            return c.beta + (c.beta_final - c.beta) * min(1.0, self._sample_calls / c.beta_steps)
+        frac = self._progress
+        if not isinstance(frac, torch.Tensor):
+            return c.beta + (c.beta_final - c.beta) * frac
+        # A 0-d tensor: computed once per progress (set_progress makes a new tensor) and config.
+        key = (c.beta, c.beta_final)
+        if self._beta_cache is None or self._beta_cache[0] is not frac or self._beta_cache[1] != key:
+            self._beta_cache = (frac, key, c.beta + (c.beta_final - c.beta) * frac)
+        return self._beta_cache[2]
 
     def set_progress(self, fraction: float | torch.Tensor) -> None:
         """How far the run is (0 to 1): with ``beta_steps == 0`` beta moves linearly from
@@ -188,8 +205,15 @@ class PrioritizedSampler:
         self._size = min(self.capacity, self._size + n)
         return indices
 
-    def update(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
-        """Set the priorities of stored items; for repeated indices the last one wins."""
+    def update(
+        self, indices: torch.Tensor, priorities: torch.Tensor, *, validate: bool | None = None
+    ) -> None:
+        """Set the priorities of stored items; for repeated indices the last one wins.
+
+        ``validate``: check that the priorities are finite and >= 0 and the indices stored
+        (one host synchronisation); None: as ``check_inputs`` says. A caller that has
+        checked both itself passes False (see :func:`hetplug.replay.per.validate_update`).
+        """
         check_tensor("indices", indices, 1)
         priorities = self._check_priorities(priorities)
         if indices.shape != priorities.shape:
@@ -202,20 +226,26 @@ class PrioritizedSampler:
         indices = indices.to(self.device, torch.long)
         if indices.numel() == 0:
             return
-        if self.config.check_inputs:
-            # NaN fails both comparisons, so this also rejects NaN and inf.
-            ok = ((priorities >= 0) & (priorities < torch.inf)).all() & (
-                (indices >= 0) & (indices < self._size)
-            ).all()
-            if not bool(ok):
+        if self.config.check_inputs if validate is None else validate:
+            # One host synchronisation: NaN propagates into the minimum, inf shows in the
+            # maximum; only when this fails are the parts checked one by one, to name it.
+            lo, hi = torch.aminmax(indices)
+            p_lo, p_hi = torch.aminmax(priorities)
+            lo, hi, p_lo, p_hi = torch.stack([lo.to(self._dtype), hi.to(self._dtype), p_lo, p_hi]).tolist()
+            if not (lo >= 0 and hi < self._size and p_lo >= 0 and p_hi < math.inf):
                 check_finite_nonnegative("priorities", priorities)
                 self.check_indices(indices)
-        # The last occurrence of each index wins (the sort is stable): every copy of an index
-        # gets the value of the last one in its run, so the writes agree whatever their
-        # order, and no data-dependent shape (a host synchronisation on a GPU) is needed.
-        order_idx, perm = torch.sort(indices, stable=True)
-        run_end = torch.searchsorted(order_idx, order_idx, right=True) - 1
-        self._write(order_idx, priorities[perm[run_end]])
+        # The last occurrence of each index wins: the largest position of each index
+        # (scatter amax, deterministic on every device) picks the value all of its copies
+        # write, so the writes agree whatever their order, and no data-dependent shape (a
+        # host synchronisation on a GPU) is needed.
+        n = indices.shape[0]
+        if self._last is None:
+            self._last = torch.zeros(self.capacity, dtype=torch.long, device=self.device)
+        if self._positions.shape[0] < n:
+            self._positions = torch.arange(n, device=self.device)
+        last = self._last.scatter_reduce_(0, indices, self._positions[:n], "amax", include_self=False)
+        self._write(indices, priorities.index_select(0, last.index_select(0, indices)))
 
     def check_indices(self, indices: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``indices`` is a 1-D integer tensor of stored slots."""
@@ -244,12 +274,12 @@ class PrioritizedSampler:
 
     def _write(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
         """Set ``indices`` (repeated ones with equal priorities) and refresh their ancestors,
-        level by level."""
-        self._priorities[indices] = priorities
-        self._max_priority = torch.maximum(self._max_priority, priorities.max())
-        mass = priorities.pow(self.config.alpha)
-        self._sums[0][indices] = mass
-        self._mins[0][indices] = torch.where(mass > 0, mass, torch.inf)
+        level by level (index_select / index_put_: the cheapest calls for each)."""
+        self._priorities.index_put_((indices,), priorities)
+        self._max_priority = torch.maximum(self._max_priority, priorities.amax())
+        mass = priorities if self.config.alpha == 1 else priorities.pow(self.config.alpha)
+        self._sums[0].index_put_((indices,), mass)
+        self._mins[0].index_put_((indices,), mass.masked_fill(mass == 0, torch.inf))
         k = self._fanout
         if self.capacity <= self.config.flat_max:  # small tree: rebuild the upper levels whole
             for lvl in range(len(self._sums) - 1):
@@ -259,9 +289,16 @@ class PrioritizedSampler:
             return
         node = indices
         for lvl in range(len(self._sums) - 1):
-            node = node // k  # duplicates write the same value
-            self._sums[lvl + 1][node] = torch.index_select(self._sums[lvl].view(-1, k), 0, node).sum(-1)
-            self._mins[lvl + 1][node] = torch.index_select(self._mins[lvl].view(-1, k), 0, node).amin(-1)
+            # duplicates write the same value
+            node = (
+                node.bitwise_right_shift(self._shift)
+                if self._shift is not None
+                else node.div(k, rounding_mode="floor")
+            )
+            self._sums[lvl + 1].index_put_((node,), self._sums[lvl].view(-1, k).index_select(0, node).sum(-1))
+            self._mins[lvl + 1].index_put_(
+                (node,), self._mins[lvl].view(-1, k).index_select(0, node).amin(-1)
+            )
 
     # ------------------------------------------------------------------ reads
     def sample(
@@ -279,6 +316,32 @@ class PrioritizedSampler:
             ValueError: empty sampler, ``batch_size < 1``, more items than stored without
                 replacement, or (with ``check_inputs``) all priorities zero.
         """
+        beta = self.beta
+        d, probs = self._draw(batch_size, generator, replacement)
+        if self.config.weight_normalization == "max":
+            # Eq. (7) over the buffer's largest weight: (N p)^-beta / (N p_min)^-beta.
+            if probs is None:  # p = mass / total: the total cancels
+                weights = (self._mins[-1].amin() / d.mass).pow(beta)
+            else:  # no boolean-mask indexing: no GPU sync
+                weights = (torch.where(probs > 0, probs, torch.inf).amin() / d.probabilities).pow(beta)
+        else:
+            weights = (float(self._size) * d.probabilities).pow(-beta)
+            if self.config.weight_normalization == "batch":
+                weights = weights / weights.max()
+        return SampleResult(indices=d.indices, weights=weights, probabilities=d.probabilities)
+
+    def draw(
+        self, batch_size: int, generator: torch.Generator | None = None, replacement: bool = True
+    ) -> Draw:
+        """The draw of :meth:`sample` without the IS weights (for a caller that weights on
+        its own, as SHEP does per episode); advances the beta schedule the same way."""
+        return self._draw(batch_size, generator, replacement)[0]
+
+    def _draw(
+        self, batch_size: int, generator: torch.Generator | None, replacement: bool
+    ) -> tuple[Draw, torch.Tensor | None]:
+        """The draw, and every stored item's probability when the draw needed them (clipped
+        probabilities, or drawing without replacement); else None and ``p = mass / total``."""
         check_int("batch_size", batch_size, 1)
         if self._size == 0:
             raise ValueError("cannot sample from an empty sampler (add items first)")
@@ -286,8 +349,17 @@ class PrioritizedSampler:
             raise ValueError(
                 f"batch_size={batch_size} exceeds the {self._size} stored items (sampling without replacement)"
             )
-        total = self._sums[-1].sum()
-        if self.config.check_inputs and not bool(total > 0):
+        self._sample_calls += 1
+        flat = self.capacity <= self.config.flat_max
+        if flat:
+            mass_all = self._sums[0][: self._size]
+            cum = mass_all.cumsum(0)
+            total = cum[-1]
+        else:
+            cum = self._sums[-1].cumsum(0)  # the top level, scanned flat
+            total = cum[-1]
+        if self.config.check_inputs and not total.item() > 0:
+            self._sample_calls -= 1
             raise ValueError("cannot sample: every stored priority is zero")
         if self.config.max_probability is not None or not replacement:
             probs = self.probabilities()
@@ -297,43 +369,20 @@ class PrioritizedSampler:
                 replacement=replacement,
                 generator=generator,
             )
-            p = probs[indices]
-            p_min = (
-                torch.where(probs > 0, probs, torch.inf).amin()  # no boolean-mask indexing: no GPU sync
-                if self.config.weight_normalization == "max"
-                else None
-            )
+            return Draw(indices, probs[indices], self._sums[0][indices]), probs
+        if flat:
+            u = torch.rand(batch_size, generator=generator, device=self.device, dtype=self._dtype) * total
+            # u below the total (rounding can put it at the very end): never past the last
+            # item with mass, never on an item without (its cumulative sum equals the one before).
+            u = torch.minimum(u, torch.nextafter(total, self._zero))
+            indices = torch.searchsorted(cum, u, right=True).clamp_max(self._size - 1)
+            mass = mass_all[indices]
         else:
-            if self.capacity <= self.config.flat_max:
-                indices = self._flat_draw(batch_size, generator)
-                mass = self._sums[0][indices]
-            else:
-                indices, mass = self._descend(batch_size, total, generator)
-            p = mass / total
-            p_min = self._mins[-1].amin() / total
-        beta = self.beta
-        self._sample_calls += 1
-        n = float(self._size)
-        if self.config.weight_normalization == "max":
-            # Eq. (7) over the buffer's largest weight: (N p)^-beta / (N p_min)^-beta.
-            weights = (p / p_min).pow(-beta)
-        else:
-            weights = (n * p).pow(-beta)
-            if self.config.weight_normalization == "batch":
-                weights = weights / weights.max()
-        return SampleResult(indices=indices, weights=weights, probabilities=p)
-
-    def _flat_draw(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
-        mass = self._sums[0][: self._size]
-        cum = mass.cumsum(0)
-        u = torch.rand(batch_size, generator=generator, device=self.device, dtype=self._dtype) * cum[-1]
-        choice = torch.searchsorted(cum, u, right=True)
-        # Rounding can put u at the very end: fall back to the last item with mass.
-        last = self._size - 1 - (mass > 0).flip(0).to(torch.uint8).argmax()
-        return torch.minimum(choice, last)
+            indices, mass = self._descend(batch_size, cum, generator)
+        return Draw(indices, mass / total, mass), None
 
     def _descend(
-        self, batch_size: int, total: torch.Tensor, generator: torch.Generator | None
+        self, batch_size: int, cum: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Leaves drawn by a walk down the sum tree, and their masses: ``([B], [B])``.
 
@@ -344,21 +393,25 @@ class PrioritizedSampler:
         an empty child.
         """
         k = self._fanout
-        u = torch.rand(batch_size, generator=generator, device=self.device, dtype=self._dtype) * total
         top = self._sums[-1]
-        cum = top.cumsum(0)
-        u = torch.clamp(u, self._zero, torch.nextafter(cum[-1], self._zero))
+        total = cum[-1]
+        u = torch.rand(batch_size, generator=generator, device=self.device, dtype=self._dtype).mul_(total)
+        u = u.clamp_(self._zero, torch.nextafter(total, self._zero))
         node = torch.searchsorted(cum, u, right=True)
-        mass = top[node]
-        u = u - (cum[node] - mass)
+        if len(self._sums) == 1:  # the top level holds the leaves
+            return node, top.index_select(0, node)
+        u = u.sub_(cum.sub(top).index_select(0, node))  # minus the mass before the node
+        mass = u
         for lvl in range(len(self._sums) - 2, -1, -1):
-            children = torch.index_select(self._sums[lvl].view(-1, k), 0, node)  # [B, k]
+            children = self._sums[lvl].view(-1, k).index_select(0, node)  # [B, k]
             cum = children.cumsum(-1)
-            u = torch.clamp(u, self._zero, torch.nextafter(cum[:, -1], self._zero))
+            u = u.clamp_(self._zero, torch.nextafter(cum.select(1, -1), self._zero))
             choice = torch.searchsorted(cum, u.unsqueeze(-1), right=True)  # [B, 1]
-            mass = children.gather(-1, choice).squeeze(-1)
-            u = u - (cum.gather(-1, choice).squeeze(-1) - mass)
-            node = torch.add(choice.squeeze(-1), node, alpha=k)
+            if lvl:
+                u = u.sub_(cum.sub_(children).gather(-1, choice).squeeze(-1))
+            else:
+                mass = children.gather(-1, choice).squeeze(-1)
+            node = choice.squeeze(-1).add_(node, alpha=k)  # (after the gathers: choice changes)
         return node, mass
 
     # ------------------------------------------------------------------ checkpoint

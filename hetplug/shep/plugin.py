@@ -5,7 +5,10 @@ present) from each TrajectoryBatch. A stored row may hold several episodes (afte
 ``done`` a new one starts): every quantity is computed per episode, as the paper's
 trajectories. Per storage slot it keeps the tactical-significance terms of eq. (5)
 (|Delta delta| and max(0, I)) and each step's episode, so that a later TD update recomputes
-the whole priority.
+the whole priority. What an update does not change is kept ready per slot (the tactical term
+of each step, each step's share of its episode, which episodes exist), so that an update
+costs a handful of ops on the sampled rows: ``|TD|^a``, one scatter for the episodes' means,
+their masses and one host synchronisation for every check (``check_inputs``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 import torch
 
 from hetplug.hookspecs import hookimpl
-from hetplug.replay.per import check_td_update, priority_metrics
+from hetplug.replay.per import check_td_update, priority_metrics, validate_update
 from hetplug.replay.sampler import PrioritizedSampler, SamplerConfig
 from hetplug.shep import group_her, scoring
 from hetplug.shep.config import SHEPConfig
@@ -36,6 +39,11 @@ class SHEPPlugin:
     """
 
     config_class = SHEPConfig
+    #: ``hetplug_update_priorities`` with ``mask=None`` uses the valid steps each trajectory
+    #: was added with, so a host whose valid steps never change after ``replay_add`` (the
+    #: BenchMARL adapter's storage) need not pass them again: a mask costs a recount of
+    #: every sampled row's episodes.
+    keeps_valid_steps = True
 
     def __init__(self, config: SHEPConfig | None = None, cells: CellPartition | None = None) -> None:
         self.config = config or SHEPConfig()
@@ -69,9 +77,17 @@ class SHEPPlugin:
         self._cohesion = torch.zeros(shape, device=spec.device)  # max(0, I)
         self._mask = torch.zeros(shape, dtype=torch.bool, device=spec.device)
         self._episode = torch.zeros(shape, dtype=torch.long, device=spec.device)
-        self._step_mass = torch.zeros(shape, dtype=torch.float64, device=spec.device)
-        self._episodes = torch.zeros(spec.capacity, dtype=torch.float64, device=spec.device)
-        self._min_mass = torch.full((spec.capacity,), torch.inf, dtype=torch.float64, device=spec.device)
+        f64 = dict(dtype=torch.float64, device=spec.device)
+        # What a TD update leaves unchanged (from the four tables above, see _derive).
+        self._tactical = torch.zeros(shape, **f64)  # lambda_D |Delta delta| + lambda_I max(0, I)
+        self._share = torch.zeros(shape, **f64)  # 1 / the step's episode's valid steps (0 if invalid)
+        self._absent = torch.ones(shape, dtype=torch.bool, device=spec.device)  # no such episode in the row
+        self._episodes = torch.zeros(spec.capacity, **f64)  # episodes with a valid step, per row
+        # The masses (rewritten by every update).
+        self._step_mass = torch.zeros(shape, **f64)  # a step's draw weight: episode mass x share
+        self._ep_mass = torch.zeros(shape, **f64)  # the mass of each step's episode
+        self._min_mass = torch.full((spec.capacity,), torch.inf, **f64)
+        self._zero = torch.zeros((), **f64)
         self._max_td = torch.ones((), device=spec.device)
         self._reward_scale = torch.zeros((), device=spec.device)
 
@@ -159,12 +175,18 @@ class SHEPPlugin:
             td = scoring.reduce_td(batch.td_error.to(shift.dtype), t_max)
         else:  # unseen trajectories: the largest |TD| so far, as PER does
             td = self._max_td.expand_as(shift)
-        masses = self._masses(td, shift, cohesion, mask, episode)
-        indices = sampler.add(masses.row)
-        self._store(indices, masses, episode)
-        self._shift[indices] = shift.to(self._shift.dtype)
-        self._cohesion[indices] = cohesion.to(self._cohesion.dtype)
+        shift, cohesion = shift.to(self._shift.dtype), cohesion.to(self._cohesion.dtype)
+        tactical, tables = self._derive(shift, cohesion, mask, episode)
+        masses = self._masses(td, tactical, tables, episode)
+        indices = sampler.add(masses.row)  # validates the priorities before anything changes
+        self._store(indices, masses, tables)
+        self._shift[indices] = shift
+        self._cohesion[indices] = cohesion
         self._mask[indices] = mask
+        self._episode[indices] = episode
+        self._tactical[indices] = tactical
+        self._share[indices] = tables.share
+        self._absent[indices] = tables.absent
         if batch.td_error is not None:
             self._max_td = torch.maximum(self._max_td, td.max().to(self._max_td.dtype))
         return indices
@@ -175,32 +197,33 @@ class SHEPPlugin:
         and a step of it uniformly; IS weights of eq. (7) per episode, over the stored
         episodes (N the number of stored episodes, normalised as configured)."""
         sampler = self._require_sampler()
-        beta = sampler.beta  # the exponent this draw uses (the draw advances the schedule)
-        rows = sampler.sample(batch_size, generator)
-        slots = rows.indices
-        mass = self._step_mass[slots]  # [B, T]
-        cum = mass.cumsum(-1)
-        u = torch.rand(batch_size, generator=generator, device=mass.device, dtype=mass.dtype) * cum[:, -1]
-        step = torch.searchsorted(cum, u.unsqueeze(-1), right=True).squeeze(-1)
-        last = (mass.shape[1] - 1) - (mass > 0).flip(-1).to(torch.uint8).argmax(-1)  # rounding guard
-        step = torch.minimum(step, last)
-        size = len(sampler)
-        row_mass = sampler.priorities[slots]  # alpha 1: a row's draw weight
-        episode_mass = mass.gather(1, step.unsqueeze(1)).squeeze(1) * self._episode_length(slots, step)
-        p = rows.probabilities * episode_mass / row_mass.clamp_min(torch.finfo(row_mass.dtype).tiny)
-        n = self._episodes[:size].sum()
-        weights = (n * p).pow(-beta)
         c = self.config
-        if c.weight_normalization == "max":
-            p_rows = sampler.probabilities() if c.max_probability is not None else None
-            if p_rows is None:
-                p_min = self._min_mass[:size].min() / sampler.priorities.sum()
+        beta = sampler.beta  # the exponent this draw uses (the draw advances the schedule)
+        rows = sampler.draw(batch_size, generator)
+        slots = rows.indices
+        mass = self._step_mass.index_select(0, slots)  # [B, T]
+        cum = mass.cumsum(-1)
+        end = cum[:, -1:]
+        u = torch.rand(batch_size, 1, generator=generator, device=mass.device, dtype=mass.dtype) * end
+        # u below the row's total (rounding can put it at the very end), so never past the last
+        # step with mass, nor on a step without (its cumulative sum equals the one before).
+        u = torch.minimum(u, torch.nextafter(end, self._zero))
+        step = torch.searchsorted(cum, u, right=True).squeeze(-1).clamp_max(mass.shape[1] - 1)
+        episode_mass = self._ep_mass.view(-1).index_select(0, torch.add(step, slots, alpha=mass.shape[1]))
+        p = rows.probabilities * episode_mass / rows.mass.clamp_min(torch.finfo(mass.dtype).tiny)
+        size = len(sampler)
+        if c.weight_normalization == "max":  # (N p)^-beta / (N p_min)^-beta, p_min the least episode's
+            if c.max_probability is None:  # p = episode mass / total: the total cancels
+                weights = (self._min_mass[:size].amin() / episode_mass).pow(beta)
             else:
+                p_rows = sampler.probabilities()
                 share = self._min_mass[:size] / sampler.priorities.clamp_min(torch.finfo(p_rows.dtype).tiny)
-                p_min = (p_rows * share)[p_rows > 0].min()
-            weights = weights / (n * p_min).pow(-beta)
-        elif c.weight_normalization == "batch":
-            weights = weights / weights.max()
+                p_min = torch.where(p_rows > 0, p_rows * share, torch.inf).amin()
+                weights = (p_min / p).pow(beta)
+        else:
+            weights = (self._episodes[:size].sum() * p).pow(-beta)
+            if c.weight_normalization == "batch":
+                weights = weights / weights.max()
         dtype = self.spec.dtype  # the host's (masses are kept in float64)
         return SampleResult(indices=slots, weights=weights.to(dtype), probabilities=p.to(dtype), steps=step)
 
@@ -209,17 +232,30 @@ class SHEPPlugin:
         self, indices: torch.Tensor, td_error: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
         sampler = self._require_sampler()
+        c = self.config
         td, idx = check_td_update(sampler, indices, td_error, mask, self.spec.max_steps)
-        step_mask = self._mask[idx]
-        if mask is not None:
-            step_mask = step_mask & torch.nn.functional.pad(
-                mask.bool(), (0, self.spec.max_steps - mask.shape[1])
+        if idx.numel() == 0:
+            return torch.zeros(0, dtype=torch.float64, device=sampler.device)
+        # Checked below with everything else (one synchronisation); until then no index
+        # may read outside the tables.
+        rows = idx.clamp(0, self.spec.capacity - 1) if c.check_inputs else idx
+        episode = self._episode.index_select(0, rows)  # (index_select: the fastest row gather)
+        valid = self._mask.index_select(0, rows)
+        if mask is None:  # the steps stored as valid: the episodes' tables are ready
+            tables = scoring.EpisodeTables(
+                self._share.index_select(0, rows), self._absent.index_select(0, rows), None
             )
-        masses = self._masses(td.to(self._shift.dtype), self._shift[idx], self._cohesion[idx], step_mask,
-                              self._episode[idx])  # fmt: skip
-        sampler.update(idx, masses.row)  # validates before anything changes
-        self._store(idx, masses, self._episode[idx])
-        self._max_td = torch.maximum(self._max_td, (td * step_mask).max())
+        else:
+            mask = mask.to(valid.device, torch.bool)
+            valid = valid & torch.nn.functional.pad(mask, (0, self.spec.max_steps - mask.shape[1]))
+            tables = scoring.episode_tables(valid, episode)
+        masses = self._masses(td, self._tactical.index_select(0, rows), tables, episode)
+        td_max = (td * valid).amax()  # NaN if any TD is (a NaN or inf anywhere makes one)
+        negative = c.spatial_priority and min(c.lambda_delta, c.lambda_moran) < 0
+        validate_update(sampler, idx, td, masses.row, td_max, signed=negative)
+        sampler.update(idx, masses.row, validate=False)
+        self._store(idx, masses, tables)
+        self._max_td = torch.maximum(self._max_td, td_max)
         return masses.row
 
     @hookimpl
@@ -316,34 +352,40 @@ class SHEPPlugin:
             raise ValueError("SHEP needs HostSpec.n_actions for discrete action diversity (or shep.beta=0)")
         return self.spec.n_actions
 
-    def _masses(self, td, shift, cohesion, mask, episode) -> scoring.EpisodeMasses:
-        """Eq. (5) per step (or Algorithm 1 line 20's product), then each episode's mass."""
+    def _derive(
+        self, shift: torch.Tensor, cohesion: torch.Tensor, mask: torch.Tensor, episode: torch.Tensor
+    ) -> tuple[torch.Tensor, scoring.EpisodeTables]:
+        """What a TD update does not change, from the stored |Delta delta|, max(0, I), valid
+        steps and episodes: the tactical term of eq. (5) per step and the episodes' tables."""
         c = self.config
-        if c.spatial_priority:
-            step = scoring.step_priority(
-                td,
-                shift,
-                cohesion,
-                td_exponent=c.td_exponent,
-                lambda_delta=c.lambda_delta,
-                lambda_moran=c.lambda_moran,
-                form=c.priority_form,
-            )
-        else:  # ablation: |TD|^alpha alone (trajectory-level PER)
-            step = td.abs().pow(c.td_exponent)
-        return scoring.episode_masses(step.double(), mask, episode, c.priority_exponent, c.eps)
+        tactical = c.lambda_delta * shift.double() + c.lambda_moran * cohesion.double()
+        return tactical, scoring.episode_tables(mask, episode)
 
-    def _store(self, slots: torch.Tensor, masses: scoring.EpisodeMasses, episode: torch.Tensor) -> None:
-        self._episode[slots] = episode
-        self._step_mass[slots] = masses.step
-        self._episodes[slots] = masses.count.to(self._episodes.dtype)
-        self._min_mass[slots] = masses.minimum
+    def _masses(
+        self, td: torch.Tensor, tactical: torch.Tensor, tables: scoring.EpisodeTables, episode: torch.Tensor
+    ) -> scoring.EpisodeMasses:
+        """Eq. (5) per step (or Algorithm 1 line 20's product) from ``|TD|`` and the tactical
+        term, then each episode's mass (float64)."""
+        c = self.config
+        value = td if c.td_exponent == 1 else td.pow(c.td_exponent)
+        if not c.spatial_priority:  # ablation: |TD|^alpha alone (trajectory-level PER)
+            step = value
+        elif c.priority_form == "sum":
+            step = value + tactical
+        else:
+            step = value * tactical
+        return scoring.masses_from_tables(step, tables, episode, c.priority_exponent, c.eps)
 
-    def _episode_length(self, slots: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        """Valid steps of the episode holding ``step`` in each slot."""
-        episode = self._episode[slots]
-        chosen = episode.gather(1, step.unsqueeze(1))
-        return ((episode == chosen) & self._mask[slots]).sum(-1).to(self._step_mass.dtype)
+    def _store(
+        self, slots: torch.Tensor, masses: scoring.EpisodeMasses, tables: scoring.EpisodeTables
+    ) -> None:
+        # index_put_ (as ``x[slots] = v``, the last of repeated slots wins, without Python's
+        # indexing overhead)
+        self._step_mass.index_put_((slots,), masses.step)
+        self._ep_mass.index_put_((slots,), masses.episode)
+        self._min_mass.index_put_((slots,), masses.minimum)
+        if tables.count is not None:  # an update on the stored valid steps leaves it as it is
+            self._episodes.index_put_((slots,), tables.count)
 
     def _require_sampler(self) -> PrioritizedSampler:
         if self.sampler is None:
@@ -361,6 +403,7 @@ class SHEPPlugin:
                 "mask": self._mask.clone(),
                 "episode": self._episode.clone(),
                 "step_mass": self._step_mass.clone(),
+                "episode_mass": self._ep_mass.clone(),
                 "episodes": self._episodes.clone(),
                 "min_mass": self._min_mass.clone(),
                 "max_td": self._max_td.clone(),
@@ -387,16 +430,28 @@ class SHEPPlugin:
         self.env_steps = int(state["env_steps"])
         self.her_credit = float(state.get("her_credit", 0.0))
         self._reward_scale = state.get("reward_scale", torch.zeros(())).to(self._max_td.device).clone()
+        tactical, tables = self._derive(self._shift, self._cohesion, self._mask, self._episode)
+        self._tactical.copy_(tactical)
+        self._share.copy_(tables.share)
+        self._absent.copy_(tables.absent)
         if "step_mass" in state:
             self._step_mass.copy_(state["step_mass"])
             self._episodes.copy_(state["episodes"])
             self._min_mass.copy_(state["min_mass"])
+            if "episode_mass" in state:
+                self._ep_mass.copy_(state["episode_mass"])
+            else:  # saved before it was kept: a step's mass over its share
+                share = self._share
+                self._ep_mass.copy_(torch.where(share > 0, self._step_mass / share.clamp_min(1e-300), 0.0))
         else:  # format 0: one episode per row
             size = len(sampler)
             self._step_mass.zero_()
+            self._ep_mass.zero_()
             self._episodes.zero_()
             self._min_mass.fill_(torch.inf)
             counts = self._mask[:size].sum(-1).clamp_min(1).double()
-            self._step_mass[:size] = sampler.priorities.unsqueeze(1) * self._mask[:size] / counts.unsqueeze(1)
+            row = sampler.priorities.unsqueeze(1) * self._mask[:size]
+            self._step_mass[:size] = row / counts.unsqueeze(1)
+            self._ep_mass[:size] = row
             self._episodes[:size] = 1.0
             self._min_mass[:size] = sampler.priorities

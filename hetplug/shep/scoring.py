@@ -122,8 +122,52 @@ class EpisodeMasses(NamedTuple):
 
     row: torch.Tensor  # [R] sum of the row's episode masses: the row's draw weight
     step: torch.Tensor  # [R, T] a step's share: its episode's mass / the episode's length
-    count: torch.Tensor  # [R] episodes with a valid step
+    count: torch.Tensor | None  # [R] episodes with a valid step (None when not recomputed)
     minimum: torch.Tensor  # [R] the smallest episode mass (inf for an empty row)
+    episode: torch.Tensor  # [R, T] each step's episode mass
+
+
+class EpisodeTables(NamedTuple):
+    """How the valid steps of stored rows fall into episodes: all a priority update needs
+    besides the TD errors, so it is computed once, when the rows are stored."""
+
+    share: torch.Tensor  # [R, T] 1 / (valid steps of the step's episode) on valid steps, else 0
+    absent: torch.Tensor  # [R, T] bool: no episode of the row with this index has a valid step
+    count: torch.Tensor | None  # [R] episodes with a valid step
+
+
+def episode_tables(
+    mask: torch.Tensor, episode: torch.Tensor, dtype: torch.dtype = torch.float64
+) -> EpisodeTables:
+    """:class:`EpisodeTables` of rows with valid steps ``mask`` and episodes ``episode``
+    (``[R, T]`` each, :func:`~hetplug.shep.episodes.episode_index`)."""
+    m = mask.to(dtype)
+    counts = torch.zeros(mask.shape, dtype=dtype, device=mask.device).scatter_add_(-1, episode, m)
+    absent = counts == 0
+    share = m / counts.gather(-1, episode).clamp_min(1)
+    return EpisodeTables(share, absent, (~absent).sum(-1).to(dtype))
+
+
+def masses_from_tables(
+    step_priorities: torch.Tensor,
+    tables: EpisodeTables,
+    episode: torch.Tensor,
+    exponent: float = 1.0,
+    eps: float = 0.0,
+) -> EpisodeMasses:
+    """:func:`episode_masses` from precomputed :class:`EpisodeTables`: one scatter for the
+    episodes' means, then their masses (in the tables' dtype)."""
+    share = tables.share
+    mass = torch.zeros(share.shape, dtype=share.dtype, device=share.device)
+    mass.scatter_add_(-1, episode, step_priorities * share)  # each episode's mean P~
+    if eps:
+        mass += eps
+    if exponent != 1:
+        mass = mass.pow(exponent)
+    mass.masked_fill_(tables.absent, 0.0)
+    at_step = mass.gather(-1, episode)
+    minimum = mass.masked_fill(tables.absent, torch.inf).amin(-1)
+    return EpisodeMasses(mass.sum(-1), at_step * share, tables.count, minimum, at_step)
 
 
 def episode_masses(
@@ -145,14 +189,8 @@ def episode_masses(
         mask: ``[R, T]`` valid steps.
         episode: ``[R, T]`` each step's episode in its row (:func:`~hetplug.shep.episodes.episode_index`).
     """
-    m = mask.to(step_priorities.dtype)
-    sums = torch.zeros_like(step_priorities).scatter_add_(-1, episode, step_priorities * m)
-    counts = torch.zeros_like(step_priorities).scatter_add_(-1, episode, m)
-    present = counts > 0
-    mass = torch.where(present, (sums / counts.clamp_min(1) + eps).pow(exponent), torch.zeros_like(sums))
-    step = mass.gather(-1, episode) * m / counts.gather(-1, episode).clamp_min(1)
-    minimum = torch.where(present, mass, torch.full_like(mass, torch.inf)).amin(-1)
-    return EpisodeMasses(mass.sum(-1), step, present.sum(-1), minimum)
+    tables = episode_tables(mask, episode, step_priorities.dtype)
+    return masses_from_tables(step_priorities, tables, episode, exponent, eps)
 
 
 def intrinsic_reward(

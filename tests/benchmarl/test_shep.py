@@ -78,6 +78,13 @@ def test_group_her_copies_are_stored_after_the_originals(experiment):
         assert done[n - 1].all() and not done[: n - 1].any()
     data = buf.sample()
     assert (data[STEP_KEY] < layout.length[data[SLOT_KEY]]).all()  # never past a copy's end
+    # The storage's valid steps are the ones SHEP kept at add, so priority updates pass no
+    # mask (SHEPPlugin.keeps_valid_steps) and still count only the copies' valid steps.
+    plugin = cb.plugin_manager("agents").get_plugin("shep")
+    slots = torch.arange(2 * ENVS)
+    steps = torch.arange(layout.steps)
+    torch.testing.assert_close(plugin._mask[slots], steps < layout.length[slots].unsqueeze(1))
+    assert not buf._sampler.pass_mask
 
 
 def test_group_her_on_policy_copies_get_their_own_advantages(experiment):

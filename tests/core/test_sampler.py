@@ -56,9 +56,13 @@ def test_zero_priority_items_are_never_drawn(flat_max):
     assert (idx == 40).float().mean().item() == pytest.approx(0.75, abs=0.03)
 
 
-def test_is_weight_formula_and_normalisations(device):
+@pytest.mark.parametrize("flat_max", [16384, 0], ids=["flat", "tree"])
+def test_is_weight_formula_and_normalisations(device, flat_max):
+    """Probabilities and IS weights of the flat scan and of the tree walk (masses from the
+    leaves, p_min from the tree of minima) against the brute-force formula."""
     for norm in ("max", "batch", "none"):
-        s, pri = filled(n=50, device=device, beta=0.7, weight_normalization=norm)
+        s, pri = filled(n=50, device=device, beta=0.7, weight_normalization=norm, fanout=4, flat_max=flat_max)
+        s.update(torch.tensor([3, 7], device=device), torch.tensor([0.001, 9.0], device=device))
         out = s.sample(64, torch.Generator(device=device).manual_seed(1))
         p_all = s.probabilities()
         assert torch.allclose(out.probabilities, p_all[out.indices])

@@ -590,3 +590,80 @@ def test_is_exponent_reaches_one_at_the_end_of_the_run():
         betas.append(plugin.sampler.beta)
         assert res.metrics["shep/is_beta"] == pytest.approx(betas[-1])
     assert betas == pytest.approx([0.4 + 0.6 * f for f in (0.25, 0.5, 0.75, 1.0)])
+
+
+@pytest.mark.parametrize("form", ["sum", "product"])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_td_updates_rescore_episodes_like_brute_force(form, with_mask):
+    """An update reuses what it does not change (the tactical term, the episodes' shares,
+    kept from ``add``): the new row priorities, sampled probabilities and IS weights equal
+    a loop that rescores every episode from scratch, with and without an update mask."""
+    t, exp, eps, td_exp = 8, 0.7, 0.05, 0.5
+    pm, plugin = manager(t=t, capacity=16, intrinsic_reward=False, group_her=False, eps=eps, is_beta=0.6,
+                         priority_form=form, priority_exponent=exp, td_exponent=td_exp,
+                         lambda_delta=1.5, lambda_moran=0.5, weight_normalization="max")  # fmt: skip
+    g = torch.Generator().manual_seed(3)
+    done = torch.zeros(4, t, dtype=torch.bool)
+    done[0, [2, 7]] = True
+    done[1, [0, 4]] = True
+    done[3, 5] = True
+    b = batch(b=4, t=t, done=done, td_error=torch.rand(4, t, generator=g))
+    slots = pm.hook.hetplug_replay_add(batch=b)
+    desc, delta, start = plugin._descriptors(b)
+    tactical = 1.5 * temporal_change(delta, plugin.config.delta_window, start).abs().double()
+    tactical = tactical + 0.5 * desc.moran.clamp_min(0).double()
+    td = torch.rand(4, t, generator=g) * 3
+    mask = torch.rand(4, t, generator=g) > 0.3 if with_mask else None
+    new = pm.hook.hetplug_update_priorities(indices=slots, td_error=td, mask=mask)
+    valid = b.mask if mask is None else b.mask & mask
+    episodes = []  # (slot, first step, last step, mass)
+    for r in range(4):
+        for s, e in _episodes_of(done[r], b.mask[r]):
+            steps = [u for u in range(s, e + 1) if valid[r, u]]
+            if not steps:
+                continue
+            vals = []
+            for u in steps:
+                v = float(td[r, u]) ** td_exp
+                vals.append(v + float(tactical[r, u]) if form == "sum" else v * float(tactical[r, u]))
+            episodes.append((int(slots[r]), s, e, (sum(vals) / len(vals) + eps) ** exp))
+    rows = [sum(m for slot, *_, m in episodes if slot == int(slots[r])) for r in range(4)]
+    torch.testing.assert_close(new.double(), torch.tensor(rows, dtype=torch.float64), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(plugin.sampler.priorities[slots], new.double())
+    total = sum(m for *_, m in episodes)
+    p_min = min(m for *_, m in episodes) / total
+    out = pm.hook.hetplug_replay_sample(
+        batch_size=4000, generator=torch.Generator().manual_seed(1), td_fn=None
+    )
+    hit = torch.zeros(4000, dtype=torch.bool)
+    for slot, s, e, m in episodes:
+        inside = (out.indices == slot) & (out.steps >= s) & (out.steps <= e)
+        hit |= inside
+        p = m / total
+        torch.testing.assert_close(out.probabilities[inside].double(), torch.full((int(inside.sum()),), p,
+                                   dtype=torch.float64), rtol=1e-5, atol=0)  # fmt: skip
+        w = (p / p_min) ** -0.6
+        torch.testing.assert_close(out.weights[inside].double(), torch.full((int(inside.sum()),), w,
+                                   dtype=torch.float64), rtol=1e-5, atol=0)  # fmt: skip
+    assert hit.all()  # every draw is a step of an episode with a valid step
+    assert bool(valid[torch.searchsorted(slots, out.indices), out.steps].all())  # never a masked step
+
+
+def test_update_without_mask_uses_the_valid_steps_stored_at_add():
+    """``keeps_valid_steps``: mask=None on trajectories added with invalid steps gives the
+    same priorities as passing their add-time mask again (what a host may skip)."""
+    assert manager()[1].keeps_valid_steps
+    results = []
+    for mask in (None, "stored"):
+        pm, plugin = manager(eps=0.0)
+        b = batch(td_error=torch.rand(6, 7, generator=torch.Generator().manual_seed(2)))
+        assert not b.mask.all()  # rows 1 and 3 end early
+        idx = pm.hook.hetplug_replay_add(batch=b)
+        td = torch.rand(6, 7, generator=torch.Generator().manual_seed(3)) * 5
+        td[~b.mask] = 100.0  # on invalid steps: must not count
+        new = pm.hook.hetplug_update_priorities(
+            indices=idx, td_error=td, mask=None if mask is None else b.mask
+        )
+        results.append((new, plugin._step_mass.clone(), plugin._ep_mass.clone(), plugin._episodes.clone()))
+    for a, b_ in zip(*results, strict=True):
+        torch.testing.assert_close(a, b_)

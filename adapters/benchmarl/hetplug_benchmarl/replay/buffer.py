@@ -48,11 +48,14 @@ class HetplugReplayBuffer(TensorDictReplayBuffer):
     def update_tensordict_priority(self, data: TensorDictBase) -> None:
         if self._advantage_key is not None:
             return  # on-policy: set once per rollout, in extend
-        keys = data.keys(include_nested=True)
-        key = next((k for k in self._td_keys if k in keys), None)
-        if key is None:
+        value = None
+        for key in self._td_keys:
+            value = data.get(key, None)
+            if value is not None:
+                break
+        if value is None:
             raise KeyError(f"hetplug: the loss wrote no TD error under any of {self._td_keys}")
-        td = data.get(key).detach().reshape(data.shape[0], -1).abs()
+        td = value.detach().reshape(data.shape[0], -1).abs()
         if self._td_squared:
             td = td.sqrt()
         self._sampler.update_priority(data.get("index"), td.mean(-1))

@@ -22,6 +22,8 @@ class TrajectoryLayout:
         self.device = torch.device(device)
         #: valid steps of each slot
         self.length = torch.full((slots,), steps, dtype=torch.long, device=self.device)
+        #: every slot holds all ``steps`` steps (known on the host: no slot was written shorter)
+        self.full = True
 
     def rows(self, slots: torch.Tensor) -> torch.Tensor:
         """``[len(slots) * T]`` storage indices of the slots' transitions, slot by slot."""
@@ -33,6 +35,23 @@ class TrajectoryLayout:
         index = torch.as_tensor(index, device=self.device).reshape(-1)
         return index // self.steps, index % self.steps
 
-    def valid(self, slots: torch.Tensor) -> torch.Tensor:
-        """``[len(slots), T]`` True on each slot's valid steps."""
+    def valid(self, slots: torch.Tensor) -> torch.Tensor | None:
+        """``[len(slots), T]`` True on each slot's valid steps, or None when all are (every
+        slot is full: ``hetplug_update_priorities``' mask then says None)."""
+        if self.full:
+            return None
         return torch.arange(self.steps, device=self.device) < self.length[slots].unsqueeze(1)
+
+    def set_length(self, slots: torch.Tensor, lengths: torch.Tensor | None) -> None:
+        """Record the valid steps of the trajectories written at ``slots`` (None: all)."""
+        self.length[slots] = self.steps if lengths is None else lengths.to(torch.long)
+        self.full = self.full and lengths is None
+
+    def reset(self, lengths: torch.Tensor | None = None) -> None:
+        """Every slot full, or the given ``[slots]`` lengths (a restored state)."""
+        if lengths is None:
+            self.length.fill_(self.steps)
+            self.full = True
+        else:
+            self.length.copy_(lengths)
+            self.full = bool((self.length == self.steps).all())  # once, when restoring

@@ -25,6 +25,13 @@ SLOT_KEY = "hetplug_slot"  # the sampled trajectory slot (also index // T)
 STEP_KEY = "hetplug_step"  # the sampled step (also index % T)
 
 
+def _on(x: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``x`` on ``device`` (in ``dtype``), without a dispatch when it already is."""
+    if x.device == device and (dtype is None or x.dtype == dtype):
+        return x
+    return x.to(device, dtype)
+
+
 class TrajectorySampler(Sampler):
     """Draws ``(slot, step)`` pairs through the group's plugin manager.
 
@@ -45,6 +52,10 @@ class TrajectorySampler(Sampler):
         self.generator = generator
         self.device = layout.device
         self.td = torch.full((layout.slots, layout.steps), float("nan"), device=self.device)
+        # The valid steps of every stored trajectory are those it was added with: a
+        # prioritiser that keeps them (``keeps_valid_steps``, e.g. SHEP) gets mask=None.
+        impls = pm.hook.hetplug_update_priorities.get_hookimpls()
+        self.pass_mask = not all(getattr(impl.plugin, "keeps_valid_steps", False) for impl in impls)
         self.max_td = torch.ones((), device=self.device)
 
     def extend(self, index: torch.Tensor) -> None:
@@ -58,13 +69,14 @@ class TrajectorySampler(Sampler):
 
     def sample(self, storage, batch_size: int) -> tuple[torch.Tensor, dict]:
         res = self.pm.hook.hetplug_replay_sample(batch_size=batch_size, generator=self.generator, td_fn=None)
-        slots = res.indices.to(self.device)
+        slots = _on(res.indices, self.device)
         if res.steps is not None:  # the plugin chose the step (SHEP: a step of the drawn episode)
-            step = res.steps.to(self.device)
+            step = _on(res.steps, self.device)
         else:
             u = torch.rand(batch_size, device=self.device, generator=self.generator)
-            step = (u * self.layout.length[slots]).long().clamp_max(self.layout.steps - 1)  # a valid step
-        weights = res.weights.to(self.device).float()
+            length = self.layout.steps if self.layout.full else self.layout.length[slots]
+            step = (u * length).long().clamp_max(self.layout.steps - 1)  # a valid step
+        weights = _on(res.weights, self.device, torch.float32)
         info = {
             WEIGHT_KEY: weights[:, None].expand(batch_size, self.n_agents).contiguous(),
             SLOT_KEY: slots,
@@ -76,13 +88,13 @@ class TrajectorySampler(Sampler):
         """``|TD|`` (or on-policy ``|advantage|``) of the transitions at ``index`` re-prioritises
         their trajectories; returns the new trajectory priorities."""
         slots, step = self.layout.split(index)
-        td = priority.detach().to(self.device, torch.float32).abs().reshape(-1)
+        td = _on(priority.detach(), self.device, torch.float32).abs().reshape(-1)
         self.td[slots, step] = td
         self.max_td = torch.maximum(self.max_td, td.max())
-        rows = self.td[slots]
-        rows = torch.where(torch.isnan(rows), self.max_td, rows)
+        rows = self.td.index_select(0, slots)
+        rows = rows.masked_fill_(torch.isnan(rows), self.max_td)
         return self.pm.hook.hetplug_update_priorities(
-            indices=slots, td_error=rows, mask=self.layout.valid(slots)
+            indices=slots, td_error=rows, mask=self.layout.valid(slots) if self.pass_mask else None
         )
 
     def state_dict(self) -> dict[str, Any]:

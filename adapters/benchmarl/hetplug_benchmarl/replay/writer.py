@@ -67,7 +67,7 @@ class TrajectoryWriter(Writer):
     def _write(self, slots: torch.Tensor, data: TensorDictBase, lengths: torch.Tensor | None) -> torch.Tensor:
         index = self.layout.rows(slots)
         self._storage.set(index.to(data.device), data)
-        self.layout.length[slots] = self.layout.steps if lengths is None else lengths.to(torch.long)
+        self.layout.set_length(slots, lengths)
         return index
 
     def add(self, data: Any) -> int:
@@ -78,7 +78,7 @@ class TrajectoryWriter(Writer):
     def _empty(self, empty_write_count: bool = True) -> None:
         self._slots = None
         self._copies = []
-        self.layout.length.fill_(self.layout.steps)
+        self.layout.reset()
 
     def state_dict(self) -> dict[str, Any]:
         # "_cursor" lets BenchMARL's own round-robin writer read this state too: an experiment
@@ -87,7 +87,7 @@ class TrajectoryWriter(Writer):
         return {"_cursor": 0, "length": self.layout.length.clone()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.layout.length.copy_(state_dict["length"])
+        self.layout.reset(state_dict["length"])
 
     def dumps(self, path) -> None:
         torch.save(self.state_dict(), f"{path}/hetplug_writer.pt")
