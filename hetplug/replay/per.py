@@ -14,11 +14,19 @@ from typing import Any
 
 import torch
 
-from hetplug._checks import check_range, check_tensor
+from hetplug._checks import check_int, check_mask, check_range, check_tensor, check_values
 from hetplug.hookspecs import hookimpl
 from hetplug.replay.sampler import PrioritizedSampler, SamplerConfig
-from hetplug.state import read_versioned, versioned
-from hetplug.types import HostSpec, SampleResult, TrajectoryBatch
+from hetplug.state import read_versioned, require_keys, state_int, versioned
+from hetplug.types import (
+    HostSpec,
+    SampleResult,
+    TrajectoryBatch,
+    check_batch,
+    check_max_steps,
+    check_reconfigure,
+    require_configured,
+)
 
 
 @dataclass
@@ -69,8 +77,8 @@ class PERConfig:
                 flat_max=self.flat_max,
                 check_inputs=self.check_inputs,
             )
-        except ValueError as err:  # name the field as the user wrote it
-            raise ValueError(_rename_sampler_fields(str(err))) from None
+        except (ValueError, TypeError) as err:  # name the field as the user wrote it
+            raise type(err)(_rename_sampler_fields(str(err))) from None
 
 
 _SAMPLER_NAMES = {"beta_final": "is_beta_final", "beta_steps": "is_beta_steps", "alpha": "priority_exponent",
@@ -113,30 +121,32 @@ def check_td_update(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate a priority update; returns ``|TD|`` as ``[B, max_steps]`` and device indices.
 
-    Shapes are always checked (no host synchronisation); index ranges and finiteness only
-    with the sampler's ``check_inputs`` (each costs a synchronisation on a GPU).
+    Types and shapes are always checked (no host synchronisation); index ranges and
+    finiteness only with the sampler's ``check_inputs``, in one fused check (one
+    synchronisation on a GPU). The caller may then use the sampler's unchecked update.
     """
-    if sampler.config.check_inputs:
-        sampler.check_indices(indices)
-    else:
-        check_tensor("indices", indices, 1)
-    if not isinstance(td_error, torch.Tensor) or td_error.dim() not in (2, 3):
-        raise ValueError(
-            f"td_error must be a [B, T] or [B, T, N] tensor, got {getattr(td_error, 'shape', type(td_error))}"
-        )
+    check_tensor("indices", indices, 1, "integer")
+    check_tensor("td_error", td_error, (2, 3), "real")
     if td_error.shape[0] != indices.shape[0]:
-        raise ValueError(f"td_error has {td_error.shape[0]} rows but indices has {indices.shape[0]}")
-    if td_error.shape[1] > max_steps:
-        raise ValueError(f"td_error has {td_error.shape[1]} steps, more than max_steps={max_steps}")
-    if mask is not None and tuple(mask.shape) != tuple(td_error.shape[:2]):
-        raise ValueError(f"mask must have shape {tuple(td_error.shape[:2])}, got {tuple(mask.shape)}")
-    td = td_error.detach().abs().to(sampler.device)
+        raise ValueError(
+            f"td_error must have one row per index ({indices.shape[0]}), got td_error of shape "
+            f"{tuple(td_error.shape)}"
+        )
+    if td_error.shape[1] > max_steps or td_error.shape[1] < 1:
+        raise ValueError(
+            f"td_error must have 1 to max_steps={max_steps} steps, got td_error of shape {tuple(td_error.shape)}"
+        )
+    if mask is not None:
+        check_mask("mask", mask, tuple(td_error.shape[:2]))
+    dtype = torch.float64 if td_error.dtype == torch.float64 else torch.float32
+    td = td_error.detach().abs().to(sampler.device, dtype)
     if td.dim() == 3:
         td = td.mean(-1)
-    if sampler.config.check_inputs and not bool(torch.isfinite(td).all()):
-        raise ValueError("td_error contains NaN or inf")
+    indices = indices.to(sampler.device)
+    if sampler.config.check_inputs:
+        check_values([("indices", indices, "below", len(sampler)), ("td_error", td_error, "finite", None)])
     td = torch.nn.functional.pad(td, (0, max_steps - td.shape[1]))
-    return td, indices.to(sampler.device, torch.long)
+    return td, indices.to(torch.long)
 
 
 class PERPlugin:
@@ -154,12 +164,17 @@ class PERPlugin:
 
     @hookimpl
     def hetplug_configure(self, spec: HostSpec) -> None:
-        self.spec = spec
+        if check_reconfigure(self.spec, spec, "per"):
+            return  # configured with this very spec already
         self.sampler = PrioritizedSampler(spec.capacity, self.config.sampler_config(), device=spec.device)
+        self.spec = spec
 
     @hookimpl
     def hetplug_trajectories_collected(self, batch: TrajectoryBatch) -> None:
         sampler = self._require_sampler()
+        check_batch(batch, "per")
+        if batch.batch_size == 0:
+            return  # an empty batch is a no-op
         if self.spec.rollout_storage:
             sampler.clear()  # the host stores only this collection
         self.env_steps = self.env_steps + batch.mask.sum()  # stays on the device: no host sync
@@ -169,10 +184,14 @@ class PERPlugin:
     @hookimpl
     def hetplug_replay_add(self, batch: TrajectoryBatch) -> torch.Tensor:
         sampler = self._require_sampler()
+        check_batch(batch, "per")
+        check_max_steps(batch, self.spec)
         if batch.td_error is None:
             return sampler.add(count=batch.batch_size)  # unseen: max priority so far
         td = reduce_td_per_item(batch.td_error.to(sampler.device), batch.mask.to(sampler.device))
-        return sampler.add(td + self.config.eps)
+        if self.config.check_inputs:  # one fused check, as the sampler's own
+            check_values([("batch.td_error", batch.td_error, "finite", None)])
+        return sampler._append(sampler._check_priorities(td + self.config.eps))
 
     @hookimpl
     def hetplug_replay_sample(self, batch_size: int, generator: torch.Generator | None) -> SampleResult:
@@ -185,25 +204,30 @@ class PERPlugin:
         self, indices: torch.Tensor, td_error: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
         sampler = self._require_sampler()
-        td, idx = check_td_update(sampler, indices, td_error, mask, td_error.shape[1])
+        td, idx = check_td_update(sampler, indices, td_error, mask, self.spec.max_steps)
+        td = td[:, : td_error.shape[1]]
         m = None if mask is None else mask.to(sampler.device)
         priorities = reduce_td_per_item(td, m) + self.config.eps
-        sampler.update(idx, priorities)
+        sampler._update(idx, priorities.to(torch.float64))  # checked above
         return priorities
 
     @hookimpl
     def hetplug_after_update(self, update: int) -> dict[str, Any]:
+        check_int("update", update, 0)
         return priority_metrics("per", self._require_sampler())
 
     def _require_sampler(self) -> PrioritizedSampler:
-        if self.sampler is None:
-            raise RuntimeError("the per plugin is not configured: call hook.hetplug_configure(spec) first")
+        require_configured(self.sampler, "per")
         return self.sampler
 
     def state_dict(self) -> dict[str, Any]:
         return versioned({"sampler": self._require_sampler().state_dict(), "env_steps": int(self.env_steps)})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        state = read_versioned(state, "per")
-        self._require_sampler().load_state_dict(state["sampler"])
-        self.env_steps = int(state.get("env_steps", 0))
+        """Restore a :meth:`state_dict`, validated whole first (on error nothing changes)."""
+        sampler = self._require_sampler()
+        state = require_keys("per", read_versioned(state, "per"), ("sampler",))
+        new = sampler.check_state(state["sampler"])
+        env_steps = state_int("per", {"env_steps": state.get("env_steps", 0)}, "env_steps", 0)
+        sampler._assign_state(new)
+        self.env_steps = env_steps

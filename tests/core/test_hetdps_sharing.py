@@ -372,7 +372,7 @@ def test_hetdps_plugin_errors():
         pm.hook.hetplug_trajectories_collected(batch=typed_batch([0] * 6))
     with pytest.raises(ValueError, match="unknown option hetdps.cvae.hidden_size"):
         hetplug.get_plugin_manager(["hetdps"], {"hetdps": {"cvae": {"hidden_size": 3}}})
-    with pytest.raises(ValueError, match="interval must be >= 1"):
+    with pytest.raises(ValueError, match="interval must be an integer >= 1"):
         hetplug.get_plugin_manager(["hetdps"], {"hetdps": {"interval": 0}})
     with pytest.raises(ValueError, match="retry_damping"):
         hetplug.get_plugin_manager(["hetdps"], {"hetdps": {"retry_damping": 0.2}})

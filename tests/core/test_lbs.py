@@ -333,7 +333,7 @@ def test_empty_buffers_and_bad_config():
         LargeBatchSharing(2, 4).sample(3, lambda s, t: torch.ones(2, 6))
     with pytest.raises(ValueError, match="empty"):
         AgentBuffers(2, 4).gather(torch.tensor([0]), torch.tensor([0]))
-    with pytest.raises(ValueError, match="lbs: budget must be >= 0, got budget=-1"):
+    with pytest.raises(ValueError, match="lbs: budget must be an integer >= 0, got budget=-1"):
         hetplug.get_plugin_manager(["lbs"], {"lbs": {"budget": -1}})
     with pytest.raises(ValueError, match="priority must be one of"):
         LBSConfig(priority="huber")
