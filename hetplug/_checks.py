@@ -149,7 +149,9 @@ def check_device(name: str, value: Any) -> torch.device:
             f"{name} must be a device string like 'cpu' or 'cuda:0', got {name}={value!r}"
         ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{name} must be an available device (this machine has no CUDA), got {name}={value!r}")
+        raise ValueError(
+            f"{name} must be an available device (this machine has no CUDA), got {name}={value!r}"
+        )
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(
             f"{name} must be an available device ({torch.cuda.device_count()} CUDA device(s) here), "
@@ -166,8 +168,21 @@ def check_generator(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be None or a torch.Generator, got {name}={value!r}")
 
 
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut at ``limit`` characters, with its type when that is not obvious."""
+    text = repr(value)
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return (
+        text if isinstance(value, (str, int, float, bool, type(None))) else f"{text} ({type(value).__name__})"
+    )
+
+
 def _shape_of(value: Any) -> str:
-    return f"{type(value).__name__} of shape {tuple(value.shape)}" if hasattr(value, "shape") else repr(value)
+    return (
+        f"{type(value).__name__} of shape {tuple(value.shape)}"
+        if hasattr(value, "shape")
+        else short_repr(value)
+    )
 
 
 def check_tensor(
@@ -210,7 +225,7 @@ def check_mask(name: str, value: Any, shape: tuple[int, ...]) -> torch.Tensor:
 
 def check_mapping(name: str, value: Any, expected: str = "a mapping") -> Mapping:
     if not isinstance(value, Mapping):
-        raise TypeError(f"{name} must be {expected}, got {name}={value!r}")
+        raise TypeError(f"{name} must be {expected}, got {name}={short_repr(value)}")
     return value
 
 
@@ -245,7 +260,10 @@ def _bad(t: torch.Tensor, kind: str, arg: Any) -> tuple[torch.Tensor, str]:
     if kind == "distribution":
         total = t.sum(-1)
         bad = ~(((total - 1).abs() <= arg) | (total == 0)) | ~(torch.isfinite(t) & (t >= 0)).all(-1)
-        return bad, f"a distribution over its last dim (entries finite and >= 0 summing to 1, or all 0; row sums within {arg})"
+        return (
+            bad,
+            f"a distribution over its last dim (entries finite and >= 0 summing to 1, or all 0; row sums within {arg})",
+        )
     raise AssertionError(kind)
 
 
@@ -255,7 +273,11 @@ def _ok(t: torch.Tensor, kind: str, arg: Any) -> torch.Tensor:
     if kind == "distribution":
         return ~_bad(t, kind, arg)[0].any()
     if kind == "finite":
-        return torch.isfinite(t).all() if t.is_floating_point() else torch.ones((), dtype=torch.bool, device=t.device)
+        return (
+            torch.isfinite(t).all()
+            if t.is_floating_point()
+            else torch.ones((), dtype=torch.bool, device=t.device)
+        )
     if kind == "finite_nonnegative":
         good = t >= 0
         if t.is_floating_point():
@@ -268,7 +290,9 @@ def _ok(t: torch.Tensor, kind: str, arg: Any) -> torch.Tensor:
     raise AssertionError(kind)
 
 
-def raise_problems(flag: torch.Tensor | None, checks: Sequence[tuple[str, torch.Tensor | None, str, Any]]) -> None:
+def raise_problems(
+    flag: torch.Tensor | None, checks: Sequence[tuple[str, torch.Tensor | None, str, Any]]
+) -> None:
     """Raise the error of the first failing check, if ``flag`` (from :func:`tensor_problems`)
     says one failed: one host synchronisation, more only when raising."""
     if flag is None or bool(flag):

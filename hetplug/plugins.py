@@ -157,8 +157,10 @@ def plugin_state(pm: pluggy.PluginManager) -> dict[str, Any]:
 def load_plugin_state(pm: pluggy.PluginManager, state: Mapping[str, Any]) -> None:
     """Restore what :func:`plugin_state` returned into the same selection of plugins.
 
-    Atomic: every plugin validates its state before assigning, and when one refuses, the
-    plugins loaded before it are put back, so on any error every plugin is as before.
+    Atomic: every plugin's state is validated first (``check_state``, where a plugin has
+    one, as hetplug's own do), then each is loaded; should a plugin without
+    ``check_state`` refuse, the plugins loaded before it are put back. On any error every
+    plugin is as before.
     """
     check_mapping("state", state, "a mapping {plugin name: state} (from hetplug.plugin_state)")
     plugins = {name: p for name, p in pm.list_name_plugin() if p is not None}
@@ -171,6 +173,10 @@ def load_plugin_state(pm: pluggy.PluginManager, state: Mapping[str, Any]) -> Non
             f"state must hold an entry for every registered plugin with a state, got none for "
             f"{', '.join(absent)} (saved with another selection of plugins?)"
         )
+    for name, value in state.items():
+        check = getattr(plugins[name], "check_state", None)
+        if check is not None:
+            check(value)
     loaded: list[tuple[str, Any]] = []
     try:
         for name, value in state.items():

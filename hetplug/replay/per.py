@@ -223,11 +223,18 @@ class PERPlugin:
     def state_dict(self) -> dict[str, Any]:
         return versioned({"sampler": self._require_sampler().state_dict(), "env_steps": int(self.env_steps)})
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`, validated whole first (on error nothing changes)."""
+    def check_state(self, state: Any) -> dict[str, Any]:
+        """Validate a :meth:`state_dict` without changing anything; returns what
+        :meth:`load_state_dict` assigns."""
         sampler = self._require_sampler()
         state = require_keys("per", read_versioned(state, "per"), ("sampler",))
-        new = sampler.check_state(state["sampler"])
-        env_steps = state_int("per", {"env_steps": state.get("env_steps", 0)}, "env_steps", 0)
-        sampler._assign_state(new)
-        self.env_steps = env_steps
+        return {
+            "sampler": sampler.check_state(state["sampler"]),
+            "env_steps": state_int("per", {"env_steps": state.get("env_steps", 0)}, "env_steps", 0),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`, validated whole first (on error nothing changes)."""
+        new = self.check_state(state)
+        self.sampler._assign_state(new["sampler"])
+        self.env_steps = new["env_steps"]

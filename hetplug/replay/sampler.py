@@ -238,6 +238,8 @@ class PrioritizedSampler:
     def _update(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
         """:meth:`update` without checks: ``[B]`` long indices of stored items and finite,
         non-negative float64 priorities, both on this device."""
+        if indices.numel() == 0:
+            return
         # The last occurrence of each index wins (the sort is stable): every copy of an index
         # gets the value of the last one in its run, so the writes agree whatever their
         # order, and no data-dependent shape (a host synchronisation on a GPU) is needed.

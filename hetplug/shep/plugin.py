@@ -55,7 +55,9 @@ class SHEPPlugin:
         self.config = config or SHEPConfig()
         c = self.config
         if cells is not None and not isinstance(cells, CellPartition):
-            raise TypeError(f"cells must be a hetplug.spatial.CellPartition, got cells={type(cells).__name__}")
+            raise TypeError(
+                f"cells must be a hetplug.spatial.CellPartition, got cells={type(cells).__name__}"
+            )
         self.cells = cells or GridCells(c.grid_low, c.grid_high, c.grid_shape, contiguity=c.contiguity)
         self.spec: HostSpec | None = None
         self.sampler: PrioritizedSampler | None = None
@@ -268,6 +270,8 @@ class SHEPPlugin:
     ) -> torch.Tensor:
         sampler = self._require_sampler()
         td, idx = check_td_update(sampler, indices, td_error, mask, self.spec.max_steps)
+        if idx.numel() == 0:
+            return torch.zeros(0, dtype=torch.float64, device=sampler.device)  # a no-op
         step_mask = self._mask[idx]
         if mask is not None:
             step_mask = step_mask & torch.nn.functional.pad(mask, (0, self.spec.max_steps - mask.shape[1]))
@@ -428,9 +432,9 @@ class SHEPPlugin:
             }
         )
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`: validated whole first (keys, shapes, dtypes, values),
-        then assigned, so on any error the plugin is exactly as before."""
+    def check_state(self, state: Any) -> dict[str, Any]:
+        """Validate a :meth:`state_dict` (keys, shapes, dtypes, values) without changing
+        anything; returns what :meth:`load_state_dict` assigns."""
         sampler = self._require_sampler()
         state = require_keys("shep", read_versioned(state, "shep"), STATE_KEYS)
         cap, t = self.spec.capacity, self.spec.max_steps
@@ -455,17 +459,26 @@ class SHEPPlugin:
         check_range("shep state['her_credit']", her_credit)
         if "reward_scale" in state:
             new["reward_scale"] = state_tensor("shep", state, "reward_scale", [], check="finite_nonnegative")
-        # everything is valid: assign
+        new.update(sampler=new_sampler, env_steps=env_steps, her_credit=float(her_credit))
+        return new
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`: validated whole first (keys, shapes, dtypes, values),
+        then assigned, so on any error the plugin is exactly as before."""
+        new = self.check_state(state)
+        sampler = self.sampler
         device = self._max_td.device
-        sampler._assign_state(new_sampler)
+        sampler._assign_state(new["sampler"])
         self._shift.copy_(new["shift"])
         self._cohesion.copy_(new["cohesion"])
         self._mask.copy_(new["mask"])
         self._episode.copy_(new.get("episode", torch.zeros_like(self._episode)))
         self._max_td = new["max_td"].to(device, self._max_td.dtype).clone()
-        self.env_steps = env_steps
-        self.her_credit = float(her_credit)
-        self._reward_scale = new.get("reward_scale", torch.zeros(())).to(device, self._reward_scale.dtype).clone()
+        self.env_steps = new["env_steps"]
+        self.her_credit = new["her_credit"]
+        self._reward_scale = (
+            new.get("reward_scale", torch.zeros(())).to(device, self._reward_scale.dtype).clone()
+        )
         self._last_descriptors = None
         if "step_mass" in new:
             self._step_mass.copy_(new["step_mass"])

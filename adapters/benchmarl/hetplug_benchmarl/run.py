@@ -103,7 +103,7 @@ def check_arguments(argv: list[str]) -> str | None:
             node[path[-1]] = value
     try:
         hetplug_config(config)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         return str(err)
     return None
 
@@ -150,7 +150,7 @@ def main(cfg: DictConfig) -> None:
         callback = callback_from_config(hetplug_cfg)
         algorithm = algorithm_config_registry[choices.algorithm]
         check_algorithm(callback.config, algorithm.associated_class(), algorithm.on_policy())
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         _fail(str(err))
     print(OmegaConf.to_yaml(cfg))
     experiment = load_experiment_from_hydra(cfg, task_name=choices.task, callbacks=[callback])
