@@ -224,11 +224,18 @@ def draw(results: dict, path: Path) -> None:
             ax.set_xticks(range(4))
             ax.set_yticks(range(4))
             ax.tick_params(labelsize=6)
-            fig.colorbar(im, ax=ax, fraction=0.046).ax.tick_params(labelsize=6)
+            bar = fig.colorbar(im, ax=ax, fraction=0.046)
+            bar.ax.tick_params(labelsize=6)
+            bar.set_label("distance", fontsize=6)
+            ax.set_xlabel("agent", fontsize=6)
             if r == 0:
                 ax.set_title(TITLES[kind], fontsize=8)
             if c == 0:
-                ax.set_ylabel(f"{version}: {'+'.join(sorted(VERSIONS[version]))}", fontsize=6)
+                ax.set_ylabel(f"{version}: {'+'.join(sorted(VERSIONS[version]))}\nagent", fontsize=6)
+            else:
+                ax.set_ylabel("agent", fontsize=6)
+    fig.suptitle("Distances between the agents per heterogeneity type (columns), per environment version (rows)",
+                 fontsize=9)  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

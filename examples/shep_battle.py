@@ -93,7 +93,8 @@ def shep_config(task: BattleClass, **options) -> dict:
             "grid_high": [size, size],
             "intrinsic_reward": True,
             "group_her": True,
-            "her_reward": float(task.config["win_reward"]),
+            "her_reward": float(task.config["win_reward"]),  # an absolute r_her: the task's win reward
+            "her_reward_relative": False,
             **options,
         },
         "positions": {"key": "position", "slice": [0, 2]},
@@ -254,9 +255,11 @@ def plot(results: list[dict], path: Path) -> bool:
         rows = [row for row in r["curve"] if "return" in row]
         axes[0].plot([row["frames"] for row in rows], [row["return"] for row in rows], label=r["variant"])
         axes[1].plot([row["frames"] for row in rows], [row["blue_alive"] for row in rows], label=r["variant"])
-    axes[0].set(xlabel="environment steps", ylabel="episode return (per agent)")
-    axes[1].set(xlabel="environment steps", ylabel="blue agents alive at the end")
-    axes[0].legend()
+    axes[0].set(xlabel="environment steps", ylabel="episode return (per agent)", title="red's return")
+    axes[1].set(xlabel="environment steps", ylabel="blue agents alive at the end", title="blue's losses")
+    for ax in axes:
+        ax.legend()
+    fig.suptitle("magent/battle 30 v 30, one seed per variant")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

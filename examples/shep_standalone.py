@@ -94,6 +94,18 @@ def collect(env, qnet, epsilon, gen, horizon):
     return dict(obs=t_obs, actions=actions, reward=reward, done=done, mask=mask, positions=positions)
 
 
+def relabelled_copy(data: dict, copy_batch: hetplug.TrajectoryBatch) -> dict:
+    """The host's fields of Group-HER's copies: each copied step's row and step are in
+    ``extra["hetplug_row"]`` / ``["hetplug_step"]``; reward, done and mask are the copy's."""
+    rows, steps = copy_batch.extra["hetplug_row"], copy_batch.extra["hetplug_step"]  # [K, T]
+    out = {k: v[rows, steps] for k, v in data.items() if k != "obs"}
+    horizon = steps.shape[1]
+    obs_steps = (steps[:, :1] + torch.arange(horizon + 1, device=steps.device)).clamp_max(horizon)
+    out["obs"] = data["obs"][rows[:, :1], obs_steps]  # T + 1 observations: the next one too
+    out.update(reward=copy_batch.reward, done=copy_batch.done, mask=copy_batch.mask)
+    return out
+
+
 def td_errors(qnet, target, batch, gamma):
     """VDN team TD errors [B, T] with double-Q targets."""
     q = qnet(batch["obs"][:, :-1]).gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1).sum(-1)
@@ -128,7 +140,7 @@ def train(method: str, args) -> dict:
     pm.hook.hetplug_configure.call_historic(kwargs={"spec": spec})
 
     storage = None
-    size, cursor = 0, 0
+    size, cursor, her_copies = 0, 0, 0
     curve = []
     start = time.perf_counter()
     for it in range(args.iterations):
@@ -141,12 +153,15 @@ def train(method: str, args) -> dict:
             positions=data["positions"],
             actions=data["actions"],
         )
-        # trajectories_collected: intrinsic rewards (off here) and Group-HER copies.
+        # trajectories_collected: SHEP's intrinsic reward and Group-HER's relabelled copies.
+        copies = []
         for res in pm.hook.hetplug_trajectories_collected(batch=traj):
             if res.intrinsic_reward is not None:
                 data["reward"] = data["reward"] + res.intrinsic_reward
+            if res.extra_trajectories is not None:
+                copies.append(res.extra_trajectories)
         # replay_add: the prioritiser chooses the ring slots; uniform replay uses its own ring.
-        slots = pm.hook.hetplug_replay_add(batch=traj)
+        slots = pm.hook.hetplug_replay_add(batch=traj.replace(reward=data["reward"]))
         if slots is None:
             slots = (cursor + torch.arange(args.envs, device=device)) % args.capacity
             cursor = (cursor + args.envs) % args.capacity
@@ -158,6 +173,13 @@ def train(method: str, args) -> dict:
         for k, v in data.items():
             storage[k][slots] = v
         size = min(args.capacity, size + args.envs)
+        for copy_batch in copies:  # each copy: an episode of a collected row, relabelled
+            stored = relabelled_copy(data, copy_batch)
+            copy_slots = pm.hook.hetplug_replay_add(batch=copy_batch)
+            for k, v in stored.items():
+                storage[k][copy_slots] = v
+            size = min(args.capacity, size + len(copy_slots))
+            her_copies += len(copy_slots)
 
         for _ in range(args.updates):
             sample = pm.hook.hetplug_replay_sample(batch_size=args.batch, generator=gen, td_fn=None)
@@ -189,6 +211,7 @@ def train(method: str, args) -> dict:
         "method": method,
         "curve": curve,
         "final_eval_return": curve[-1]["eval_return"],
+        "her_copies": her_copies,  # Group-HER's relabelled episodes stored beside the originals
         "seconds": time.perf_counter() - start,
     }
 

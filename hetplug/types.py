@@ -191,8 +191,10 @@ class TrajectoryBatch:
         opponent_alive: ``[B, T, K]`` bool.
         opponent_actions: ``[B, T, K]`` discrete opponent actions, if known.
         td_error: ``[B, T]`` or ``[B, T, N]`` TD errors, when the host already has them.
-        success: ``[B]`` bool, whether each episode succeeded (used by Group-HER's
-            ``only_failed`` option).
+        success: ``[B]`` bool, whether each row's episode succeeded, or ``[B, T]`` for rows
+            holding several episodes: whether the episode holding each step succeeded
+            (an episode still running at the row's end counts as not succeeded). Used by
+            Group-HER's ``her_only_failed``.
         extra: host fields with leading ``[B, T]`` dims that plugins carry along untouched
             (for example ``avail_actions``), so relabelled copies stay complete.
     """
@@ -231,8 +233,11 @@ class TrajectoryBatch:
             if name in _KINDS:
                 check_tensor(name, value, dtype=_KINDS[name])
             if name == "success":
-                if tuple(value.shape) != (B,):
-                    raise ValueError(f"success must have shape [B] = [{B}], got success of shape {tuple(value.shape)}")
+                if tuple(value.shape) not in ((B,), (B, T)):
+                    raise ValueError(
+                        f"success must have shape [B] = [{B}] or [B, T] = [{B}, {T}], "
+                        f"got success of shape {tuple(value.shape)}"
+                    )
                 continue
             if value.dim() < 2 or tuple(value.shape[:2]) != (B, T):
                 raise ValueError(

@@ -102,7 +102,7 @@ def relabel(
 
     changes = {}
     for name, value in batch.tensors().items():
-        if name == "success":
+        if name == "success" and value.dim() == 1:
             changes[name] = value[rows]
         elif not name.startswith("extra."):
             changes[name] = take(value)

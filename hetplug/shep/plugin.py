@@ -169,7 +169,8 @@ class SHEPPlugin:
         if c.her_rising_advantage:
             qualifies = qualifies | (shift > 0)
         if c.her_only_failed and batch.success is not None:
-            qualifies = qualifies & ~batch.success.bool().unsqueeze(-1)
+            won = batch.success.bool()
+            qualifies = qualifies & ~(won if won.dim() == 2 else won.unsqueeze(-1))  # per step or per row
         index = episode_index(batch.done, batch.mask.shape, batch.device)
         length = episode_lengths(index, batch.mask)
         segments = group_her.find_segments(qualifies, batch.mask, c.her_min_length, start, delta, length)

@@ -246,6 +246,20 @@ BAD = [
         ["--model", "slot", "--plugins", "none", "shppo", "--algorithm", "mappo"],
         "plugin shppo needs the shppo model",
     ),
+    (
+        ["--model", "mlp", "mlp", "mlp"],
+        "--model: give one model for all variants or one per variant (2), got 3",
+    ),
+    (
+        ["--algorithm", "happo", "--plugins", "none", "shppo", "--model", "shppo", "mlp"],
+        "--model mlp: plugin shppo needs the shppo model",
+    ),
+    (["--plugins", "none", "none", "--model", "mlp", "auto"], "variant 'none' (model mlp) is given twice"),
+    (["--plugins", "none", "none"], "variant 'none' is given twice"),
+    (["--model", "mlp", "slott"], "argument --model: invalid choice: 'slott'"),
+    (["--set", "experiment.lrr=1e-4"], "not a field of BenchMARL's ExperimentConfig (did you mean 'lr'?)"),
+    (["--set", "experiment.max_n_frames=5"], "--set experiment.max_n_frames: compare sets it from --frames"),
+    (["--set", "experiment.lr=fast"], "--set experiment.lr='fast': expected a float like the default 5e-05"),
     (["--envs", "3"], "--frames-per-batch (100) must be a multiple of --envs (3)"),
     (["--seeds", "two"], "argument --seeds: invalid int value: 'two'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
@@ -296,6 +310,64 @@ def test_variant_names_model_rule_and_run_order():
     )
 
 
+def test_one_model_per_variant_keeps_names_distinct_and_says_the_model():
+    """SHPPO against its backbone as the paper runs it: HAPPO on BenchMARL's MLP against HAPPO +
+    SHPPO on the SHPPO model. A variant is named after its model only when its plugins do not
+    imply that model."""
+    tiny = spec.Settings(frames=600, frames_per_batch=100, envs=4)
+    grid = spec.make_grid("vmas/navigation", "happo", ["none", "shppo"], seeds=1, model=["mlp", "shppo"],
+                          settings=tiny)  # fmt: skip
+    assert [v.name for v in grid.variants] == ["happo", "happo+shppo"]
+    assert [(r.variant.name, r.model) for r in grid.runs()] == [("happo", "mlp"), ("happo+shppo", "shppo")]
+    assert [r.config()["model"] for r in grid.runs()] == ["mlp", "shppo"] and grid.model == "mlp/shppo"
+    ablation = spec.make_grid("vmas/navigation", "happo", ["none", "shppo"], seeds=1, model=["shppo", "auto"],
+                              settings=tiny)  # fmt: skip
+    assert [v.name for v in ablation.variants] == ["happo@shppo", "happo+shppo"]
+    assert ablation.models == ("shppo", "shppo")
+    models_only = spec.make_grid("vmas/navigation", "iql", ["none", "none"], seeds=1, model=["mlp", "slot"],
+                                 settings=tiny)  # fmt: skip
+    assert [v.name for v in models_only.variants] == ["iql", "iql@slot"]
+    shared = spec.make_grid(
+        "vmas/navigation", "happo", ["none", "shppo"], seeds=1, model="auto", settings=tiny
+    )
+    assert [v.name for v in shared.variants] == ["happo", "happo+shppo"] and shared.models == (
+        "shppo",
+        "shppo",
+    )
+
+
+def test_experiment_fields_reach_every_variant_and_its_config():
+    from hetplug_benchmarl.compare.run import experiment_config
+
+    grid = spec.make_grid("vmas/navigation", "happo", ["none", "shppo"], seeds=1, model=["mlp", "shppo"],
+                          sets=["experiment.lr=5e-4", "experiment.gamma=0.95", "shppo.lambda_e=0.01"],
+                          settings=spec.Settings(frames=600, frames_per_batch=100, envs=4))  # fmt: skip
+    for run in grid.runs():
+        assert run.experiment == {"lr": 5e-4, "gamma": 0.95}
+        assert run.config()["experiment"] == {"lr": 5e-4, "gamma": 0.95}
+        cfg = experiment_config(run, "unused")
+        assert (cfg.lr, cfg.gamma, cfg.max_n_frames) == (5e-4, 0.95, 600)
+    assert "experiment" not in spec.make_grid("vmas/navigation", "iql", ["none"], seeds=1).runs()[0].config()
+
+
+def test_per_variant_models_build_their_own_benchmarl_model_and_json_name(tmp_path):
+    from benchmarl.models.mlp import MlpConfig
+
+    from hetplug_benchmarl import SHPPOModelConfig
+    from hetplug_benchmarl.compare.run import build_experiment
+
+    grid = spec.make_grid("vmas/navigation", "happo", ["none", "none"], seeds=1, model=["mlp", "shppo"],
+                          settings=spec.Settings(frames=200, frames_per_batch=100, envs=2))  # fmt: skip
+    built = {}
+    for run in grid.runs():
+        (tmp_path / run.variant.name).mkdir()
+        experiment = build_experiment(run, tmp_path / run.variant.name)
+        written = experiment.logger.json_writer.data["vmas"]["navigation"]
+        built[run.variant.name] = (type(experiment.model_config), list(written))
+        experiment.close()
+    assert built == {"happo": (MlpConfig, ["happo"]), "happo@shppo": (SHPPOModelConfig, ["happo@shppo"])}
+
+
 def test_verdict_never_calls_two_runs_a_difference():
     """Two runs each, one variant's both above the other's: every resample gives P = 1, the CI
     collapses to [1, 1]; that is not evidence."""
@@ -323,3 +395,17 @@ def test_every_model_choice_builds_its_benchmarl_config():
 
     built = {m: type(model_config(m)) for m in MODELS if m != "auto"}
     assert built == {"mlp": MlpConfig, "slot": SlotModelConfig, "shppo": SHPPOModelConfig}
+
+
+def test_image_observations_get_an_mlp_that_flattens_them():
+    """MAgent2's [13, 13, 5] views: the MLP flattens 3 feature dims; models that take flat
+    vectors only are refused before any run."""
+    from hetplug_benchmarl.compare.run import model_config
+    from hetplug_benchmarl.compare.tasks import feature_dims
+
+    assert (feature_dims("magent/battle"), feature_dims("vmas/navigation")) == (3, 1)
+    assert model_config("mlp", 3).num_feature_dims == 3
+    grid = spec.make_grid("magent/battle", "iql", ["none", "shep"], seeds=1)
+    assert grid.models == ("mlp", "mlp")
+    with pytest.raises(spec.SpecError, match="magent/battle's observations are not flat vectors"):
+        spec.make_grid("magent/battle", "iql", ["none", "hetdps"], seeds=1)

@@ -95,6 +95,28 @@ def test_every_hydra_hetplug_yaml_builds_a_callback(name):
     assert cb.plugins == ([] if name == "none" else [name.split("_")[0]])
 
 
+@pytest.mark.parametrize("name", ["per", "shep", "lbs", "hetdps", "shppo"])
+def test_hydra_method_yamls_keep_the_papers_defaults(name):
+    """A group yaml sets only where the host's data is (positions, the grid over VMAS's
+    world box); every method switch stays at its default, the paper's (SHEP: Algorithm 1
+    with spatial priority, intrinsic reward and Group-HER on)."""
+    import dataclasses
+    from importlib.metadata import entry_points
+
+    import yaml
+
+    from hetplug import parse_config
+    from hetplug_benchmarl.models import CONF
+
+    cfg = parse_config(yaml.safe_load((CONF / "hetplug" / f"{name}.yaml").read_text()))
+    options = cfg.as_dict().get(name, {})
+    plugin = next(ep for ep in entry_points(group="hetplug") if ep.name == name).load()
+    defaults = {f.name: f.default for f in dataclasses.fields(plugin.config_class)}
+    where = {"grid_low", "grid_high", "grid_shape", "interval"}  # the task's geometry, the regrouping period
+    changed = {k: v for k, v in options.items() if k not in where and v != defaults.get(k)}
+    assert changed == {}
+
+
 def test_hydra_entry_help_lists_hetplugs_groups(capsys):
     from hetplug_benchmarl.run import entry
 
@@ -129,8 +151,11 @@ def test_hydra_mistakes_are_one_line_before_hydra_starts(capsys, argv, message):
     [
         (["algorithm=mappo", "hetplug=lbs"], "plugin 'lbs' is not available with on-policy Mappo"),
         (["algorithm=iql", "hetplug=shppo"], "plugin 'shppo' is not available with off-policy Iql"),
+        (["algorithm=iql", "hetplug=hetdps"], "plugin 'hetdps' needs model=layers/hetplug_slot_mlp, got model=layers/mlp"),
+        (["algorithm=mappo", "hetplug=shppo", "model=layers/hetplug_slot_mlp"],
+         "plugin 'shppo' needs model=layers/hetplug_shppo, got model=layers/hetplug_slot_mlp"),
     ],
-)
+)  # fmt: skip
 def test_hydra_refuses_a_selection_the_algorithm_cannot_run_before_any_environment(tmp_path, argv, message):
     """Checked once Hydra composed the config, before BenchMARL builds anything (the config
     is printed only after the checks)."""
@@ -150,3 +175,48 @@ def test_hydra_refuses_a_selection_the_algorithm_cannot_run_before_any_environme
                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     assert out.returncode == 2 and message in out.stderr and out.stderr.strip().count("\n") == 0
     assert "experiment:" not in out.stdout  # the composed config was never printed: nothing was built
+
+
+def test_hydra_refuses_a_logger_whose_package_is_missing(monkeypatch):
+    """BenchMARL's default loggers are [csv, wandb] and BenchMARL does not install wandb: the
+    entry names the package and the override instead of failing inside BenchMARL's setup."""
+    import importlib.util
+
+    from hetplug_benchmarl.run import check_loggers
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
+    )
+    message = check_loggers(["csv", "wandb"])
+    assert message == (
+        "experiment.loggers includes 'wandb', whose package is not installed: pip install wandb, "
+        "or run with experiment.loggers=[csv]"
+    )
+    assert check_loggers(["csv"]) is None and check_loggers([]) is None
+
+
+def test_hydra_refuses_rendering_when_torchvision_does_not_import(monkeypatch):
+    """Videos are written with torchvision; a torchvision that fails to import is named with
+    its own message, before training (not at the first evaluation)."""
+    import subprocess
+
+    from hetplug_benchmarl.run import check_render
+
+    calls = []
+
+    def fake_run(argv, **kwargs):
+        calls.append(argv)
+        return subprocess.CompletedProcess(
+            argv, 1, "", "Traceback ...\nRuntimeError: operator torchvision::nms does not exist\n"
+        )
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    assert check_render(False, ["csv"]) is None and check_render(True, []) is None and calls == []
+    message = check_render(True, ["csv"])
+    assert message == (
+        "experiment.render=True records evaluation videos with torchvision, which fails to import here "
+        "(RuntimeError: operator torchvision::nms does not exist); run with experiment.render=False, or install "
+        "the torchvision built for your torch"
+    )
+    assert calls[0][1:] == ["-c", "import torchvision"]

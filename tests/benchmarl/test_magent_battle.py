@@ -224,6 +224,35 @@ def test_alive_and_opponents_reach_the_trajectory_batch():
     assert plain.alive is None and plain.opponent_alive is None and plain.opponent_actions is None
 
 
+def test_each_step_carries_its_episodes_outcome_for_group_her():
+    """``battle_won`` (True at a won episode's last step) becomes a per-step success: the
+    outcome of the episode holding the step, several episodes per row; an episode still
+    running at the row's end counts as not won. Checked against a loop."""
+    g = torch.Generator().manual_seed(0)
+    B, T, N = 8, 12, 2
+    done = torch.rand(B, T, generator=g) < 0.25
+    won = done & (torch.rand(B, T, generator=g) < 0.5)
+    batch = TensorDict(
+        {
+            "red": {"observation": torch.zeros(B, T, N, 3), "action": torch.zeros(B, T, N, dtype=torch.long)},
+            "next": {
+                "red": {"reward": torch.zeros(B, T, N, 1), "done": done[..., None, None].expand(B, T, N, 1)},
+                "battle_won": won.unsqueeze(-1),
+            },
+        },
+        batch_size=(B, T),
+    )
+    success = to_trajectory_batch(batch, "red", True).success
+    for b in range(B):
+        start = 0
+        for t in range(T):
+            if done[b, t] or t == T - 1:
+                outcome = bool(won[b, t]) if done[b, t] else False
+                assert success[b, start : t + 1].eq(outcome).all(), (b, start, t)
+                start = t + 1
+    assert to_trajectory_batch(batch.exclude(("next", "battle_won")), "red", True).success is None
+
+
 def test_opponents_can_be_a_team_no_group_plays(tmp_path):
     exp = battle_experiment(tmp_path)
     with pytest.raises(ValueError, match=r"opponents.group='green'.*other teams in the batch: \['blue'\]"):

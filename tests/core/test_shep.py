@@ -267,6 +267,29 @@ def test_find_segments_picks_each_episodes_largest_gain_like_a_loop():
             assert (s, e) in _episodes_of(done[r], mask[r])
 
 
+def test_group_her_skips_won_episodes_of_a_row_holding_several():
+    """Per-step success (a row with several episodes, BenchMARL's rows): a won episode is
+    not relabelled, a lost one in the same row is; the copy's success is set."""
+    pm, _ = manager(
+        group_her=True, her_moran_threshold=-10.0, her_min_length=2, her_reward=5.0,
+        her_reward_relative=False, her_max_fraction=1.0, intrinsic_reward=False,
+    )  # fmt: skip
+    done = torch.zeros(6, 7, dtype=torch.bool)
+    done[:, 2] = True  # every row: episode A (steps 0-2), then episode B (3-6)
+    success = torch.zeros(6, 7, dtype=torch.bool)
+    success[0, :3] = True  # row 0: A won, B lost; row 1: both won; the other rows lost both
+    success[1] = True
+    b = batch(success=success, done=done)
+    extra = pm.hook.hetplug_trajectories_collected(batch=b)[0].extra_trajectories
+    rows, steps = extra.extra["hetplug_row"][:, 0].tolist(), extra.extra["hetplug_step"][:, 0].tolist()
+    copied = sorted(zip(rows, steps, strict=True))
+    # (row 3's episode B has no valid step: batch() masks row 3 from step 2)
+    assert copied == [(0, 3), (2, 0), (2, 3), (3, 0), (4, 0), (4, 3), (5, 0), (5, 3)]
+    assert extra.success.all()
+    with pytest.raises(ValueError, match="success"):
+        batch(success=torch.zeros(6, 5, dtype=torch.bool), done=done)
+
+
 def test_group_her_copies_the_best_episodes_and_never_alters_originals():
     pm, plugin = manager(
         group_her=True, her_moran_threshold=-10.0, her_min_length=2, her_reward=5.0,

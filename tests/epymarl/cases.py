@@ -90,7 +90,8 @@ def slot_agent_matches_host_agent(host_agent_class, use_rnn: bool) -> None:
     assert sorted(names[k] for k in theirs) == sorted(k for k, _ in agent.named_parameters())
     with torch.no_grad():
         for name, value in theirs.items():
-            value.copy_(getattr(agent, names[name])[0].T)
+            ours = getattr(agent, names[name])[0]  # slot 0: [in, out] weights, [out] biases
+            value.copy_(ours.T if ours.dim() == 2 else ours)
     x, hid = torch.randn(bs * n, i), torch.randn(bs, n, h)
     q, h1 = agent(x, hid)
     q_ref, h_ref = host(x, hid)

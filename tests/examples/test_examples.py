@@ -31,6 +31,37 @@ def test_shep_standalone_trains_with_every_method(tmp_path):
     assert [r["method"] for r in saved["results"]] == methods
     assert all(len(r["curve"]) == 2 for r in saved["results"])
     assert (tmp_path / "curves.png").stat().st_size > 0
+    copies = {r["method"]: r["her_copies"] for r in saved["results"]}
+    assert copies["uniform"] == copies["per"] == 0 and copies["shep"] > 0  # Algorithm 1 stores them
+
+
+def test_shep_standalone_stores_group_her_copies_as_the_hosts_fields():
+    """A copy's per-step fields are the source row's, shifted to the copied episode's start;
+    reward, done and mask are the relabelled ones; the observation one step past each step."""
+    import torch
+
+    import hetplug
+
+    module = load("shep_standalone")
+    B, T = 2, 4
+    data = {
+        "obs": torch.arange(B * (T + 1), dtype=torch.float32).reshape(B, T + 1, 1, 1),
+        "actions": torch.arange(B * T).reshape(B, T, 1),
+        "reward": torch.zeros(B, T),
+        "done": torch.zeros(B, T, dtype=torch.bool),
+        "mask": torch.ones(B, T, dtype=torch.bool),
+        "positions": torch.zeros(B, T, 1, 2),
+    }
+    steps = torch.tensor([[2, 3, 3, 3]])  # an episode starting at step 2 of row 1, moved to 0
+    copy = hetplug.TrajectoryBatch(
+        reward=torch.tensor([[0.0, 1.0, 0.0, 0.0]]), mask=torch.tensor([[True, True, False, False]]),
+        done=torch.tensor([[False, True, False, False]]),
+        extra={"hetplug_row": torch.ones(1, T, dtype=torch.long), "hetplug_step": steps},
+    )  # fmt: skip
+    out = module.relabelled_copy(data, copy)
+    assert out["actions"][0, :2, 0].tolist() == [T + 2, T + 3]
+    assert out["obs"][0, :3, 0, 0].tolist() == [(T + 1) + 2, (T + 1) + 3, (T + 1) + 4]
+    assert torch.equal(out["reward"], copy.reward) and torch.equal(out["mask"], copy.mask)
 
 
 def test_coverage_env_reward_and_termination():
@@ -123,3 +154,14 @@ def test_zero_shot_team_size_trains_at_three_and_evaluates_at_two_and_four(tmp_p
     )  # fmt: skip
     assert sorted(result["eval"]) == [2, 3, 4] and all(v == v for v in result["eval"].values())
     assert json.loads(out.read_text())["eval"].keys() == {"2", "3", "4"}
+
+
+def test_hetdps_loop_groups_the_agents_by_their_type():
+    """Two agents respond to actions the opposite way to the other two: the regrouping
+    recovers the two types (adjusted Rand index 1 against the ground truth)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    out = load("hetdps_loop").main(["--updates", "20", "--interval", "10", "--seed", "0"])
+    assert len(out["plans"]) == 2
+    assert adjusted_rand_score(out["types"], out["routing"]) == 1.0
+    assert len(set(out["routing"])) == 2

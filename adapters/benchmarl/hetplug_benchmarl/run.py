@@ -11,11 +11,14 @@ each plugin's options under its name, ``positions`` / ``opponents`` / ``replay_w
 (``model=layers/hetplug_slot_mlp``) and the ``happo`` algorithm.
 
 Mistakes in ``algorithm=``, ``task=``, ``hetplug=`` and the hetplug options are one line
-(exit status 2) before any environment is built.
+(exit status 2) before any environment is built; so are a plugin without the model it needs,
+a logger whose package is missing (BenchMARL's default loggers are csv and wandb) and
+``experiment.render=True`` where torchvision does not import.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -120,6 +123,56 @@ def _sweep(value: str) -> list[str]:
     return [*out, value[start:]]
 
 
+#: the Hydra ``model=`` choice a plugin needs for the group's policy
+PLUGIN_MODELS = {"hetdps": "layers/hetplug_slot_mlp", "shppo": "layers/hetplug_shppo"}
+#: the package each of BenchMARL's loggers imports (csv needs none)
+LOGGER_PACKAGES = {"wandb": "wandb", "tensorboard": "tensorboard", "mlflow": "mlflow"}
+
+
+def check_model(plugins: Any, model: str) -> str | None:
+    """A one-line error when a selected plugin needs another ``model=`` than the chosen one."""
+    for plugin in plugins:
+        needed = PLUGIN_MODELS.get(plugin)
+        if needed is not None and model != needed:
+            return f"plugin {plugin!r} needs model={needed}, got model={model}"
+    return None
+
+
+def check_loggers(loggers: Any) -> str | None:
+    """A one-line error for a logger in ``experiment.loggers`` whose package is not installed
+    (BenchMARL's default list holds wandb, which BenchMARL does not install)."""
+    import importlib.util
+
+    for name in loggers or ():
+        package = LOGGER_PACKAGES.get(str(name))
+        if package is not None and importlib.util.find_spec(package) is None:
+            others = [str(x) for x in loggers if str(x) != name]
+            return (
+                f"experiment.loggers includes {name!r}, whose package is not installed: pip install {package}, "
+                f"or run with experiment.loggers=[{','.join(others)}]"
+            )
+    return None
+
+
+def check_render(render: bool, loggers: Any) -> str | None:
+    """A one-line error when BenchMARL would record evaluation videos (``experiment.render``
+    with a logger) but torchvision, which writes them, does not import (the torchvision
+    BenchMARL pulls in may be built for another torch): found in a subprocess, before training,
+    instead of at the first evaluation."""
+    if not render or not loggers:
+        return None
+    out = subprocess.run(
+        [sys.executable, "-c", "import torchvision"], capture_output=True, text=True, timeout=300
+    )
+    if out.returncode == 0:
+        return None
+    reason = (out.stderr.strip().splitlines() or ["no message"])[-1]
+    return (
+        f"experiment.render=True records evaluation videos with torchvision, which fails to import here ({reason}); "
+        f"run with experiment.render=False, or install the torchvision built for your torch"
+    )
+
+
 def hetplug_config(value: Any):
     """The Hydra group's mapping, parsed by hetplug's one configuration language."""
     import hetplug
@@ -152,6 +205,13 @@ def main(cfg: DictConfig) -> None:
         check_algorithm(callback.config, algorithm.associated_class(), algorithm.on_policy())
     except (ValueError, TypeError) as err:
         _fail(str(err))
+    message = (
+        check_model(callback.config.plugins, choices.model)
+        or check_loggers(cfg.experiment.loggers)
+        or check_render(cfg.experiment.render, cfg.experiment.loggers)
+    )
+    if message is not None:
+        _fail(message)
     print(OmegaConf.to_yaml(cfg))
     experiment = load_experiment_from_hydra(cfg, task_name=choices.task, callbacks=[callback])
     experiment.run()

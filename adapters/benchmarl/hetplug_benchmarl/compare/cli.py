@@ -3,6 +3,7 @@
     hetplug compare --task vmas/navigation --algorithm iql --plugins none shep --seeds 5 \\
         --frames 60000 --workers 2 --out results/nav-iql
     hetplug compare ... --set shep.group_her=true --set shep.grid_shape=[16,16]
+    hetplug compare --algorithm happo --plugins none shppo --model mlp shppo    # a model per variant
     hetplug compare ... --address ray://head:10001 --device cuda --gpus-per-run 0.25
     hetplug compare --collect multirun/2026-12-01/10-22-21      # a BenchMARL/Hydra multirun
 
@@ -46,9 +47,11 @@ def parser() -> argparse.ArgumentParser:
                    help="one token per variant: none, a plugin, or plugins joined by + (default: none shep)")  # fmt: skip
     g.add_argument("--seeds", type=int, default=5, help="runs per variant, seeds 0..N-1 (default 5)")
     g.add_argument("--set", dest="sets", action="append", default=[], metavar="PLUGIN.OPTION=VALUE",
-                   help="a plugin option, value in YAML (repeatable), e.g. shep.group_her=false")  # fmt: skip
-    g.add_argument("--model", default="auto", choices=["auto", *MODELS],
-                   help="policy model of every variant; auto: the one a plugin needs (hetdps: slot, shppo: shppo)")  # fmt: skip
+                   help="a plugin option, value in YAML (repeatable), e.g. shep.group_her=false; experiment.FIELD=VALUE: a BenchMARL ExperimentConfig field for every variant (experiment.lr=5e-4)")  # fmt: skip
+    g.add_argument("--model", nargs="+", default=["auto"], choices=["auto", *MODELS], metavar="MODEL",
+                   help="policy model (auto, mlp, slot, shppo) of every variant, or one per variant "
+                   "(--plugins none shppo --model mlp shppo); auto: the one a plugin needs (hetdps: slot, "
+                   "shppo: shppo)")  # fmt: skip
     e = p.add_argument_group("each run")
     e.add_argument(
         "--frames", type=int, default=d.frames, help=f"environment frames per run (default {d.frames})"
@@ -201,6 +204,7 @@ def _compare(args: argparse.Namespace, metric: Metric) -> int:
     summary = build_summary(records, metric, engine=engine.info(), order=[v.name for v in grid.variants],
                             failed=failed, reps=args.reps, seed=args.bootstrap_seed)  # fmt: skip
     summary["frames"] = settings.frames
+    summary["models"] = {v.name: grid.model_of(v) for v in grid.variants}
     _finish(summary, out)
     if failed:
         print(f"{len(failed)} run(s) failed (tracebacks: {out}/runs/<variant>/seed_<N>.error); "

@@ -37,7 +37,8 @@ def plot_aggregate(
     Args:
         variants: ``{variant: {"iqm", "ci": [low, high], "runs"}}`` (variants without runs
             are left out).
-        prob_improvement: ``{variant: {"value", "ci", "over"}}``.
+        prob_improvement: ``{variant: {"value", "ci", "over"}}``; an entry with a ``"variant"``
+            is drawn under that name (several comparisons of one variant).
         path: the PNG to write.
         title: the figure title.
         score_label: the x-axis label of the left panel.
@@ -52,8 +53,8 @@ def plot_aggregate(
     if prob_improvement:
         ax = axes[0][1]
         ax.axvline(0.5, color="grey", linestyle="--", linewidth=1, label="0.5: no difference")
-        rows = [(f"{name}\nover {p['over']}", p["value"], p["ci"], colors.get(name, "C0"), f"P({name} > {p['over']})")
-                for name, p in prob_improvement.items()]  # fmt: skip
+        rows = [(f"{v}\nover {p['over']}", p["value"], p["ci"], colors.get(v, "C0"), f"P({v} > {p['over']})")
+                for v, p in ((p.get("variant", name), p) for name, p in prob_improvement.items())]  # fmt: skip
         xlabel = "probability of improvement (a run beats a run of the first variant)"
         _intervals(ax, rows, "s", xlabel, "P(improvement) with 95% bootstrap CI")
         ax.set_xlim(-0.02, 1.02)
@@ -76,6 +77,7 @@ def _intervals(
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
+    ax.set_ylabel("variant")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="best")
 
@@ -115,15 +117,18 @@ def plot_curves(
 def plot_summary(summary: Mapping[str, Any], out: str | Path) -> list[Path]:
     """``aggregate.png`` and ``curves.png`` in ``out`` from a summary dict."""
     out = Path(out)
-    key = summary["metric"]["key"]
-    task, share = summary.get("task") or "", summary["metric"]["last_fraction"]
+    metric = summary["metric"]
+    task, share = summary.get("task") or "", metric["last_fraction"]
+    what = metric.get("label", f"evaluation '{metric['key']}' (episode reward)")
+    window = f" over the last {share:.0%} of training" if share else ""
+    more = {f"{c['variant']}|{c['over']}": c for c in summary.get("comparisons", [])}
     paths = [
         plot_aggregate(
             summary["variants"],
-            summary["prob_improvement"],
+            {**summary["prob_improvement"], **more},
             out / "aggregate.png",
-            title=f"{task}: run score = mean evaluation '{key}' over the last {share:.0%} of training",
-            score_label=f"IQM of the run scores (mean '{key}', episode reward)",
+            title=f"{task}: run score = mean {what}{window}",
+            score_label=f"IQM of the run scores ({what})",
         )  # fmt: skip
     ]
     if summary.get("curves"):
@@ -131,8 +136,8 @@ def plot_summary(summary: Mapping[str, Any], out: str | Path) -> list[Path]:
             plot_curves(
                 summary["curves"],
                 out / "curves.png",
-                title=f"{task}: sample efficiency (IQM over runs at each evaluation)",
-                ylabel=f"IQM of evaluation '{key}' (episode reward)",
+                title=f"{task}: sample efficiency (IQM over runs at each point)",
+                ylabel=f"IQM of {what}",
             )  # fmt: skip
         )
     return paths

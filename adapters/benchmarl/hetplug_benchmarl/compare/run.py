@@ -77,14 +77,19 @@ def experiment_config(run: RunSpec, folder: str | Path):
     cfg.off_policy_memory_size = s.memory
     cfg.on_policy_minibatch_size = min(200, s.frames_per_batch)
     cfg.on_policy_n_minibatch_iters = max(1, s.updates * cfg.on_policy_minibatch_size // s.frames_per_batch)
+    for name, value in run.experiment.items():  # --set experiment.FIELD=VALUE (checked by the grid)
+        setattr(cfg, name, value)
     return cfg
 
 
-def model_config(model: str):
-    """``mlp`` (BenchMARL's), ``slot`` (HetDPS's per-agent slots, same widths) or ``shppo``."""
+def model_config(model: str, feature_dims: int = 1):
+    """``mlp`` (BenchMARL's), ``slot`` (HetDPS's per-agent slots, same widths) or ``shppo``.
+    ``feature_dims``: the observation's trailing dims the MLP flattens (3 for ``[13, 13, 5]``
+    views; the grid lets only ``mlp`` take more than 1)."""
     from benchmarl.models.mlp import MlpConfig
 
     mlp = MlpConfig.get_from_yaml()
+    mlp.num_feature_dims = feature_dims
     if model == "slot":
         from hetplug_benchmarl.models import SlotModelConfig
 
@@ -102,13 +107,13 @@ def build_experiment(run: RunSpec, folder: str | Path):
     from benchmarl.models.mlp import MlpConfig
 
     from hetplug_benchmarl.compare.spec import algorithms
-    from hetplug_benchmarl.compare.tasks import load_task
+    from hetplug_benchmarl.compare.tasks import feature_dims, load_task
 
     callback = hetplug_callback(list(run.variant.plugins), {k: dict(v) for k, v in run.options.items()})
     experiment = Experiment(
         task=load_task(run.task),
         algorithm_config=algorithms()[run.variant.algorithm].get_from_yaml(),
-        model_config=model_config(run.model),
+        model_config=model_config(run.model, feature_dims(run.task)),
         critic_model_config=MlpConfig.get_from_yaml(),
         seed=run.seed,
         config=experiment_config(run, folder),

@@ -23,8 +23,10 @@ import yaml
 
 #: the variant token for the unmodified algorithm
 NONE = "none"
-#: model names of ``--model`` (``auto``: the one the plugins need, see :func:`pick_model`)
+#: model names of ``--model`` (``auto``: the one the plugins need, see :func:`pick_models`)
 MODELS = ("mlp", "slot", "shppo")
+#: joins a variant's plugins and the model it names (``happo@shppo``: happo on the SHPPO model)
+MODEL_SEP = "@"
 
 
 class SpecError(ValueError):
@@ -112,11 +114,14 @@ class Variant:
 
     algorithm: str
     plugins: tuple[str, ...] = ()
+    model_tag: str | None = None
+    """the model, when the variant's name must say it (per-variant models, see :func:`pick_models`)"""
 
     @property
     def name(self) -> str:
-        """The algorithm name in the run's BenchMARL json: ``iql``, ``iql+shep``."""
-        return "+".join((self.algorithm, *self.plugins))
+        """The algorithm name in the run's BenchMARL json: ``iql``, ``iql+shep``, ``happo@shppo``."""
+        name = "+".join((self.algorithm, *self.plugins))
+        return f"{name}{MODEL_SEP}{self.model_tag}" if self.model_tag else name
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,8 @@ class RunSpec:
     settings: Settings
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """options of the variant's own plugins, ``{plugin: {option: value}}``"""
+    experiment: Mapping[str, Any] = field(default_factory=dict)
+    """BenchMARL ``ExperimentConfig`` fields set with ``--set experiment.FIELD=VALUE`` (every variant)"""
 
     @property
     def label(self) -> str:
@@ -138,8 +145,11 @@ class RunSpec:
     def config(self) -> dict[str, Any]:
         """Everything that decides the run's result except the seed and the device (json-able)."""
         settings = {k: v for k, v in asdict(self.settings).items() if k != "device"}
-        return {"task": self.task, "variant": self.variant.name, "model": self.model,
-                "options": _plain(self.options), "settings": settings}  # fmt: skip
+        config = {"task": self.task, "variant": self.variant.name, "model": self.model,
+                  "options": _plain(self.options), "settings": settings}  # fmt: skip
+        if self.experiment:  # absent otherwise, so grids from before this key still resume
+            config["experiment"] = _plain(self.experiment)
+        return config
 
 
 @dataclass(frozen=True)
@@ -149,10 +159,19 @@ class Grid:
     task: str
     variants: tuple[Variant, ...]
     seeds: tuple[int, ...]
-    model: str
+    models: tuple[str, ...]
+    """the policy model of each variant (in the order of ``variants``)"""
     settings: Settings
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """``{plugin: {option: value}}``; each variant gets the entries of its own plugins"""
+
+    @property
+    def model(self) -> str:
+        """The model of every variant, or ``"mlp/shppo"`` when they differ."""
+        return "/".join(dict.fromkeys(self.models))
+
+    def model_of(self, variant: Variant) -> str:
+        return self.models[self.variants.index(variant)]
 
     def runs(self) -> list[RunSpec]:
         """Seed-major, so an interrupted grid has the variants equally far along."""
@@ -164,7 +183,8 @@ class Grid:
             options.update({k: self.options[k] for k in HOST_KEYS if k in self.options})
         for plugin, defaults in default_options(variant.plugins, self.settings).items():
             options[plugin] = {**defaults, **options.get(plugin, {})}
-        return RunSpec(self.task, variant, seed, self.model, self.settings, options)
+        experiment = dict(self.options.get(EXPERIMENT, {}))
+        return RunSpec(self.task, variant, seed, self.model_of(variant), self.settings, options, experiment)
 
 
 def default_options(plugins: Sequence[str], settings: Settings) -> dict[str, dict[str, Any]]:
@@ -184,6 +204,48 @@ _YamlLoader.add_implicit_resolver(
 
 #: top-level keys of hetplug's configuration that ``--set`` also accepts (``positions.key=position``)
 HOST_KEYS = ("positions", "opponents", "replay_window")
+#: ``--set experiment.FIELD=VALUE``: a field of BenchMARL's ``ExperimentConfig`` for every variant
+EXPERIMENT = "experiment"
+#: ExperimentConfig fields that the grid's own flags set (``--frames`` ...) or that would break its runs
+EXPERIMENT_OWNED = {
+    "max_n_frames": "--frames", "max_n_iters": "--frames", "on_policy_collected_frames_per_batch": "--frames-per-batch",
+    "off_policy_collected_frames_per_batch": "--frames-per-batch", "on_policy_n_envs_per_worker": "--envs",
+    "off_policy_n_envs_per_worker": "--envs", "off_policy_n_optimizer_steps": "--updates",
+    "off_policy_memory_size": "--memory", "evaluation_episodes": "--eval-episodes",
+    "evaluation_interval": "--eval-every", "sampling_device": "--device", "train_device": "--device",
+    "buffer_device": "--device", "save_folder": "--out", "loggers": "--out", "create_json": "--out",
+    "evaluation": "--eval-every", "render": "--out", "restore_file": "--out",
+}  # fmt: skip
+
+
+def check_experiment(fields: Mapping[str, Any]) -> None:
+    """``--set experiment.*``: each a field of BenchMARL's ``ExperimentConfig`` that the grid does
+    not set itself, with a value of the field's type (an int is accepted for a float).
+
+    Raises:
+        SpecError: one line, with the closest field name.
+    """
+    from dataclasses import fields as dataclass_fields
+
+    from benchmarl.experiment import ExperimentConfig
+
+    defaults = ExperimentConfig.get_from_yaml()
+    known = sorted(f.name for f in dataclass_fields(ExperimentConfig))
+    for name, value in fields.items():
+        if name not in known:
+            raise SpecError(
+                f"--set experiment.{name}: not a field of BenchMARL's ExperimentConfig{closest(name, known)}"
+            )
+        if name in EXPERIMENT_OWNED:
+            raise SpecError(f"--set experiment.{name}: compare sets it from {EXPERIMENT_OWNED[name]}")
+        default = getattr(defaults, name)
+        expected = (int, float) if isinstance(default, float) else type(default)
+        if default is not None and (
+            isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected)
+        ):
+            raise SpecError(
+                f"--set experiment.{name}={value!r}: expected a {type(default).__name__} like the default {default!r}"
+            )
 
 
 def parse_sets(items: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -211,8 +273,8 @@ def parse_sets(items: Iterable[str]) -> dict[str, dict[str, Any]]:
 
 
 def pick_model(model: str, plugins: Iterable[str]) -> str:
-    """The model every variant uses: the one a plugin needs (the demo's rule, so only the
-    plugins differ), or the requested one if it agrees."""
+    """The model of variants with ``plugins``: the one a plugin needs (the demo's rule), or the
+    requested one if it agrees."""
     from hetplug_benchmarl.demo import model_for
 
     plugins = set(plugins)
@@ -229,6 +291,44 @@ def pick_model(model: str, plugins: Iterable[str]) -> str:
     return model
 
 
+def pick_models(models: Sequence[str], variants: Sequence[Variant]) -> tuple[list[str], list[Variant]]:
+    """Each variant's model, and the variants named so that they stay distinct.
+
+    - One model (``--model auto``, the default, or ``--model mlp``): every variant gets it,
+      ``auto`` being the one a plugin of any variant needs, so only the plugins differ (the
+      demo's rule). Names are unchanged: ``iql``, ``iql+hetdps``.
+    - One model per variant (``--plugins none shppo --model mlp shppo``): each variant gets
+      its own (``auto``: the one its own plugins need). A variant whose model is not the one its
+      plugins imply names it: ``happo@shppo`` is the unmodified algorithm on the SHPPO model,
+      while ``happo`` (MLP) and ``happo+shppo`` (SHPPO model) need no tag.
+
+    Raises:
+        SpecError: a count that matches neither, an unknown model, or a model a plugin cannot use.
+    """
+    from hetplug_benchmarl.demo import model_for
+
+    if len(models) == 1:
+        used = sorted({p for v in variants for p in v.plugins})
+        picked, named = [pick_model(models[0], used)] * len(variants), list(variants)
+    elif len(models) == len(variants):
+        picked = [pick_model(m, v.plugins) for m, v in zip(models, variants, strict=True)]
+        named = [
+            v if m == model_for(sorted(v.plugins)) else Variant(v.algorithm, v.plugins, m)
+            for m, v in zip(picked, variants, strict=True)
+        ]
+    else:
+        raise SpecError(
+            f"--model: give one model for all variants or one per variant ({len(variants)}), got {len(models)}"
+        )
+    names = [v.name for v in named]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        token = "+".join(named[names.index(twice)].plugins) or NONE
+        given = f"{token!r} (model {picked[names.index(twice)]})" if len(models) > 1 else repr(token)
+        raise SpecError(f"--plugins: variant {given} is given twice")
+    return picked, named
+
+
 def make_grid(
     task: str,
     algorithm: str,
@@ -236,7 +336,7 @@ def make_grid(
     *,
     seeds: int,
     sets: Iterable[str] = (),
-    model: str = "auto",
+    model: str | Sequence[str] = "auto",
     settings: Settings | None = None,
 ) -> Grid:
     """Check names and option shapes and build the grid (no run is built or started).
@@ -247,14 +347,15 @@ def make_grid(
         variants: one token per variant: ``none`` or plugin names joined by ``+``.
         seeds: runs per variant (seeds 0..seeds-1).
         sets: ``PLUGIN.OPTION=VALUE`` strings (see :func:`parse_sets`).
-        model: ``auto``, ``mlp``, ``slot`` or ``shppo``.
+        model: ``auto``, ``mlp``, ``slot`` or ``shppo``, for every variant; or a list of them,
+            one per variant (see :func:`pick_models`).
         settings: experiment sizes (default :class:`Settings`).
 
     Raises:
         SpecError: with a one-line message naming the bad value.
     """
     import hetplug
-    from hetplug_benchmarl.compare.tasks import task_names
+    from hetplug_benchmarl.compare.tasks import feature_dims, task_names
 
     names = task_names()
     if task not in names:
@@ -276,25 +377,31 @@ def make_grid(
         if len(set(plugins)) != len(plugins):
             raise SpecError(f"--plugins {token}: a plugin appears twice")
         variant = Variant(algorithm, plugins)
-        if variant in parsed:
-            raise SpecError(f"--plugins: variant {token!r} is given twice")
         _check_supported(variant)
         parsed.append(variant)
     options = parse_sets(sets)
     used = sorted({p for v in parsed for p in v.plugins})
+    check_experiment(options.get(EXPERIMENT, {}))
     for plugin in options:
-        if plugin in HOST_KEYS:
+        if plugin in (*HOST_KEYS, EXPERIMENT):
             continue  # positions, opponents, replay_window: every variant with plugins gets them
         if plugin not in used:
             where = f"; --set applies to the variants' plugins: {', '.join(used)}" if used else ""
             raise SpecError(
                 f"--set {plugin}.*: plugin {plugin!r} is in no variant{closest(plugin, used)}{where}"
             )
+    models, parsed = pick_models([model] if isinstance(model, str) else list(model), parsed)
+    if feature_dims(task) > 1 and set(models) != {"mlp"}:
+        other = next(m for m in models if m != "mlp")
+        raise SpecError(
+            f"--model {other}: {task}'s observations are not flat vectors (the last {feature_dims(task)} dims "
+            f"are features); only mlp flattens them"
+        )
     return Grid(
         task=task,
         variants=tuple(parsed),
         seeds=tuple(range(seeds)),
-        model=pick_model(model, used),
+        models=tuple(models),
         settings=settings or Settings(),
         options=options,
     )

@@ -91,13 +91,15 @@ def build_summary(
         "variants": variants,
         "prob_improvement": better,
         "curves": _curves(runs, **kwargs),
-        "bootstrap": {
-            "library": f"rliable {version('rliable')}",
-            "method": "percentile, stratified over runs",
-            **kwargs,
-        },  # fmt: skip
+        "bootstrap": bootstrap_info(**kwargs),
         "failed": [{"run": label, "error": error} for label, error in (failed or {}).items()],
     }
+
+
+def bootstrap_info(*, reps: int, confidence: float = stats.CONFIDENCE, seed: int) -> dict[str, Any]:
+    """The summary's ``bootstrap`` entry: the library and how its CIs were drawn."""
+    return {"library": f"rliable {version('rliable')}", "method": "percentile, stratified over runs",
+            "reps": reps, "confidence": confidence, "seed": seed}  # fmt: skip
 
 
 def _curves(runs: Mapping[str, Sequence[RunRecord]], **kwargs) -> dict[str, dict[str, Any]]:

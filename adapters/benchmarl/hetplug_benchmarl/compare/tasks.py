@@ -27,6 +27,14 @@ def _magent() -> dict[str, Callable[[], Any]]:
 
 #: family name -> ``() -> {task name: () -> BenchMARL TaskClass}``
 FAMILIES: dict[str, Callable[[], dict[str, Callable[[], Any]]]] = {"vmas": _vmas, "magent": _magent}
+#: families whose observations are not flat vectors: the trailing dims BenchMARL's MLP flattens
+#: (its ``num_feature_dims``); MAgent2 agents see ``[13, 13, 5]`` views
+FEATURE_DIMS: dict[str, int] = {"magent": 3}
+
+
+def feature_dims(name: str) -> int:
+    """How many trailing observation dims of ``family/task`` are features (1: a flat vector)."""
+    return FEATURE_DIMS.get(name.partition("/")[0], 1)
 
 
 def task_names() -> list[str]:
