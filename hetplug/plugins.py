@@ -154,14 +154,11 @@ def plugin_state(pm: pluggy.PluginManager) -> dict[str, Any]:
     }
 
 
-def load_plugin_state(pm: pluggy.PluginManager, state: Mapping[str, Any]) -> None:
-    """Restore what :func:`plugin_state` returned into the same selection of plugins.
-
-    Atomic: every plugin's state is validated first (``check_state``, where a plugin has
-    one, as hetplug's own do), then each is loaded; should a plugin without
-    ``check_state`` refuse, the plugins loaded before it are put back. On any error every
-    plugin is as before.
-    """
+def check_plugin_state(pm: pluggy.PluginManager, state: Any) -> None:
+    """Validate what :func:`plugin_state` returned for ``pm`` without changing anything: an
+    entry for every registered plugin with a state and none for another, each checked by its
+    plugin's ``check_state`` (hetplug's own plugins have one). Hosts that restore several
+    plugin managers (one per agent group) check them all before loading any."""
     check_mapping("state", state, "a mapping {plugin name: state} (from hetplug.plugin_state)")
     plugins = {name: p for name, p in pm.list_name_plugin() if p is not None}
     missing = sorted(set(state) - set(plugins))
@@ -177,6 +174,17 @@ def load_plugin_state(pm: pluggy.PluginManager, state: Mapping[str, Any]) -> Non
         check = getattr(plugins[name], "check_state", None)
         if check is not None:
             check(value)
+
+
+def load_plugin_state(pm: pluggy.PluginManager, state: Mapping[str, Any]) -> None:
+    """Restore what :func:`plugin_state` returned into the same selection of plugins.
+
+    Atomic: every plugin's state is validated first (:func:`check_plugin_state`), then each
+    is loaded; should a plugin without ``check_state`` refuse, the plugins loaded before it
+    are put back. On any error every plugin is as before.
+    """
+    check_plugin_state(pm, state)
+    plugins = {name: p for name, p in pm.list_name_plugin() if p is not None}
     loaded: list[tuple[str, Any]] = []
     try:
         for name, value in state.items():

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from hetplug._checks import check_values, is_int
+from hetplug._checks import check_tensor, check_values, is_int
 
 FORMAT_KEY = "format_version"
 FORMAT_VERSION = 1
@@ -62,7 +62,9 @@ def require_keys(where: str, state: Any, keys: Sequence[str]) -> Mapping:
     """``state`` as a mapping holding every key of ``keys``, or an error naming the first
     missing one (a truncated state, or one of another component)."""
     if not isinstance(state, Mapping):
-        raise TypeError(f"{where} state must be a mapping (a state_dict()), got {where} state={type(state).__name__}")
+        raise TypeError(
+            f"{where} state must be a mapping (a state_dict()), got {where} state={type(state).__name__}"
+        )
     missing = [k for k in keys if k not in state]
     if missing:
         raise ValueError(
@@ -81,6 +83,26 @@ def state_int(where: str, state: Mapping, key: str, low: int | None = None, high
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{name} must be an integer in [{low}, {high}], got {name}={value!r}")
     return int(value)
+
+
+def counter(value: int | torch.Tensor) -> int | torch.Tensor:
+    """A counter for a state dict, as it is held: a 0-d device tensor (counted without a host
+    synchronisation) is copied and stays a tensor, so a restored run computes with the same
+    types and continues bit for bit."""
+    return value.detach().clone() if isinstance(value, torch.Tensor) else int(value)
+
+
+def state_counter(where: str, state: Mapping, key: str, device: torch.device | str) -> int | torch.Tensor:
+    """``state[key]``, a count >= 0 saved by :func:`counter`: an int, or a 0-d integer
+    tensor (returned as a copy on ``device``)."""
+    value = state[key]
+    if not isinstance(value, torch.Tensor):
+        return state_int(where, state, key, 0)
+    name = _field(where, key)
+    check_tensor(name, value, 0, "integer")
+    if int(value) < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {name}={int(value)}")
+    return value.to(device).clone()
 
 
 def state_equal(where: str, state: Mapping, key: str, expected: Any, what: str) -> None:
@@ -107,7 +129,8 @@ def state_tensor(
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a tensor, got {name}={type(value).__name__}")
     if shape is not None and (
-        value.dim() != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape, strict=True))
+        value.dim() != len(shape)
+        or any(s is not None and s != v for s, v in zip(shape, value.shape, strict=True))
     ):
         want = [s if s is not None else "*" for s in shape]
         raise ValueError(f"{name} must have shape {want}, got {name} of shape {list(value.shape)}")
@@ -127,7 +150,9 @@ def check_module_state(where: str, module: torch.nn.Module, state: Any) -> None:
     """Raise unless ``state`` loads into ``module`` strictly: the same keys, each tensor of
     the same shape (a model of other dimensions is refused before anything is copied)."""
     if not isinstance(state, Mapping):
-        raise TypeError(f"{where} must be a module state_dict() (a mapping), got {where}={type(state).__name__}")
+        raise TypeError(
+            f"{where} must be a module state_dict() (a mapping), got {where}={type(state).__name__}"
+        )
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))

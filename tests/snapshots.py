@@ -16,8 +16,9 @@ import numpy as np
 import pluggy
 import torch
 
-#: attributes that are caches, not state
-SKIP = {"_last_descriptors", "_cache", "_sources", "_zero", "_rows"}
+#: attributes that are caches or reports, not state (HetDPS's ``last_distance`` and its
+#: manager's ``last_plan`` report the latest regrouping; a loaded plugin has none)
+SKIP = {"_last_descriptors", "_cache", "_sources", "_zero", "_rows", "last_plan", "last_distance"}
 
 
 def deep_state(obj: Any, _seen: dict[int, Any] | None = None) -> Any:

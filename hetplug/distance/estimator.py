@@ -226,6 +226,7 @@ class DistanceEstimator:
         self.generator.set_state(state["generator"])
         self.noise_generator.set_state(state["noise_generator"])
         self.fitted = bool(state["fitted"])
+        self.model.train(not self.fitted)  # as fit() leaves it: eval mode once fitted
 
 
 def _describe(value: Any) -> str:

@@ -29,7 +29,9 @@ from hetplug._checks import (
     check_device,
     check_generator,
     check_int,
+    check_mapping,
     check_range,
+    check_tensor,
     check_values,
     config_from_dict,
 )
@@ -306,6 +308,8 @@ class LargeBatchSharing:
             "p1_max": self._p1_max.clone(),
             "size": self._size,
             "cursor": self._cursor,
+            # what hetplug_after_update reports next: a restored run reports the same
+            "last_metrics": {k: v.detach().clone() for k, v in self.last_metrics.items()},
         }
 
     def check_state(self, state: Any) -> dict[str, Any]:
@@ -320,7 +324,13 @@ class LargeBatchSharing:
         p1_max = state_tensor(where, state, "p1_max", [], check="finite_nonnegative")
         size = state_int(where, state, "size", 0, self.capacity)
         cursor = state_int(where, state, "cursor", 0, self.capacity - 1)
-        return {"config": config, "p1": p1, "p1_max": p1_max, "size": size, "cursor": cursor}
+        metrics = check_mapping(
+            "lbs state['last_metrics']", state.get("last_metrics", {}), "a mapping name -> tensor"
+        )
+        for name, value in metrics.items():
+            check_tensor(f"lbs state['last_metrics'][{name!r}]", value, 0, "floating")
+        return {"config": config, "p1": p1, "p1_max": p1_max, "size": size, "cursor": cursor,
+                "last_metrics": {k: v.to(self.device).clone() for k, v in metrics.items()}}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`, validated whole first (on error nothing changes)."""
@@ -333,6 +343,7 @@ class LargeBatchSharing:
         self._size = new["size"]
         self._cursor = new["cursor"]
         self._sources = {}
+        self.last_metrics = new["last_metrics"]
 
 
 def _rows(M: int, device: torch.device) -> torch.Tensor:

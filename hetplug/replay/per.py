@@ -17,7 +17,7 @@ import torch
 from hetplug._checks import check_int, check_mask, check_range, check_tensor, check_values
 from hetplug.hookspecs import hookimpl
 from hetplug.replay.sampler import PrioritizedSampler, SamplerConfig
-from hetplug.state import read_versioned, require_keys, state_int, versioned
+from hetplug.state import counter, read_versioned, require_keys, state_counter, versioned
 from hetplug.types import (
     HostSpec,
     SampleResult,
@@ -221,7 +221,9 @@ class PERPlugin:
         return self.sampler
 
     def state_dict(self) -> dict[str, Any]:
-        return versioned({"sampler": self._require_sampler().state_dict(), "env_steps": int(self.env_steps)})
+        return versioned(
+            {"sampler": self._require_sampler().state_dict(), "env_steps": counter(self.env_steps)}
+        )
 
     def check_state(self, state: Any) -> dict[str, Any]:
         """Validate a :meth:`state_dict` without changing anything; returns what
@@ -230,7 +232,9 @@ class PERPlugin:
         state = require_keys("per", read_versioned(state, "per"), ("sampler",))
         return {
             "sampler": sampler.check_state(state["sampler"]),
-            "env_steps": state_int("per", {"env_steps": state.get("env_steps", 0)}, "env_steps", 0),
+            "env_steps": state_counter(
+                "per", {"env_steps": state.get("env_steps", 0)}, "env_steps", sampler.device
+            ),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -403,7 +403,10 @@ class PrioritizedSampler:
             "size": self._size,
             "cursor": self._cursor,
             "sample_calls": self._sample_calls,
-            "progress": float(self._progress),
+            # as it is held: a 0-d device tensor (set_progress without a sync) stays one
+            "progress": self._progress.clone()
+            if isinstance(self._progress, torch.Tensor)
+            else self._progress,
         }
 
     def check_state(self, state: Any) -> dict[str, Any]:
@@ -424,7 +427,13 @@ class PrioritizedSampler:
             )
         sample_calls = state_int(where, state, "sample_calls", 0)
         progress = state.get("progress", 0.0)
-        check_range("sampler state['progress']", progress, 0.0, 1.0)
+        if isinstance(progress, torch.Tensor):
+            check_tensor("sampler state['progress']", progress, 0, "real")
+            check_range("sampler state['progress']", float(progress), 0.0, 1.0)
+            progress = progress.to(self.device, self._dtype).clone()
+        else:
+            check_range("sampler state['progress']", progress, 0.0, 1.0)
+            progress = float(progress)
         return {
             "config": config,
             "priorities": priorities.to(self.device, self._dtype),
@@ -432,7 +441,7 @@ class PrioritizedSampler:
             "size": size,
             "cursor": cursor,
             "sample_calls": sample_calls,
-            "progress": float(progress),
+            "progress": progress,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -211,3 +211,4 @@ class DynamicSharingManager:
         self.assignment = new["assignment"]
         self.rng.bit_generator.state = new["rng"]
         self.n_regroupings = new["n_regroupings"]
+        self.last_plan = None  # a report of the latest update, not state: none since loading

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from hetplug._checks import check_int, check_mapping, check_values, config_from_dict
+from hetplug._checks import check_int, check_mapping, config_from_dict, raise_problems, tensor_problems
 from hetplug.config import did_you_mean
 from hetplug.distance.cvae import CVAEConfig
 from hetplug.distance.estimator import DistanceEstimator
@@ -150,8 +150,9 @@ def transition_fields(
     ``[S, d]`` global (``state``, ``next_state``: None without a global state).
 
     One host synchronisation (selecting the valid pairs); with ``check``, the values the
-    samples are built from are validated in one more (NaN or inf observations, states and
-    rewards, discrete actions outside ``[0, n_actions)``).
+    samples are built from are validated in that same one (NaN or inf observations, states
+    and rewards, discrete actions outside ``[0, n_actions)``): a bad value empties the
+    selection, and only an empty selection reads the checks back to say which.
     """
     check_batch(batch, "hetdps")
     if batch.obs is None or batch.actions is None:
@@ -162,30 +163,30 @@ def transition_fields(
     n = obs.shape[2]
     if actions.dim() == 3 and n_actions is None:
         raise ValueError("discrete batch.actions [B, T, N] need HostSpec.n_actions to be one-hot encoded")
-    if check:
-        check_values(
-            [
-                ("batch.obs", obs, "finite", None),
-                ("batch.state", batch.state, "finite", None),
-                ("batch.reward", batch.reward, "finite", None),
-                ("batch.extra['local_state']", batch.extra.get("local_state"), "finite", None),
-                ("batch.actions", actions, "finite", None)
-                if actions.is_floating_point()
-                else ("batch.actions", actions, "below", n_actions),
-            ]
-        )
-    if not obs.is_floating_point():
-        obs = obs.float()
-    if actions.dim() == 3:
-        if n_actions is None:
-            raise ValueError("discrete batch.actions [B, T, N] need HostSpec.n_actions to be one-hot encoded")
-        actions = F.one_hot(actions.long(), n_actions).to(obs.dtype)
-    local = batch.extra.get("local_state")
-    reward = batch.reward if batch.reward.dim() == 3 else batch.reward.unsqueeze(-1).expand(-1, -1, n)
+    checks = [
+        ("batch.obs", obs, "finite", None),
+        ("batch.state", batch.state, "finite", None),
+        ("batch.reward", batch.reward, "finite", None),
+        ("batch.extra['local_state']", batch.extra.get("local_state"), "finite", None),
+        ("batch.actions", actions, "finite", None)
+        if actions.is_floating_point()
+        else ("batch.actions", actions, "below", n_actions),
+    ]
+    flag = tensor_problems(checks) if check else None
     valid = batch.mask[:, :-1] & batch.mask[:, 1:]
     if batch.done is not None:
         valid = valid & ~batch.done[:, :-1].bool()
+    if flag is not None:  # a bad value empties the selection: one synchronisation for both
+        valid = valid & flag.to(valid.device)
     rows = valid.reshape(-1).nonzero().squeeze(-1)
+    if flag is not None and rows.numel() == 0:
+        raise_problems(flag, checks)  # bad values, or no valid pair at all (a no-op)
+    if not obs.is_floating_point():
+        obs = obs.float()
+    if actions.dim() == 3:
+        actions = F.one_hot(actions.long(), n_actions).to(obs.dtype)
+    local = batch.extra.get("local_state")
+    reward = batch.reward if batch.reward.dim() == 3 else batch.reward.unsqueeze(-1).expand(-1, -1, n)
 
     def now(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t[:, :-1].reshape(-1, *t.shape[2:])[rows]
@@ -400,6 +401,7 @@ class HetDPSPlugin:
         new = self.check_state(state)
         self.manager._assign_state(new["manager"])
         self.estimators = new["estimators"]
+        self.last_distance = None  # a report of the latest regrouping, not state
         if self.slots is not None:
             for r in self.slots.routing:
                 r.copy_(self.manager.routing(r.device))

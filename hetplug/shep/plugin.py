@@ -23,7 +23,14 @@ from hetplug.shep import group_her, scoring
 from hetplug.shep.config import SHEPConfig
 from hetplug.shep.episodes import episode_index, episode_lengths, episode_start
 from hetplug.spatial import CellPartition, GridCells, bin_actions
-from hetplug.state import read_versioned, require_keys, state_int, state_tensor, versioned
+from hetplug.state import (
+    counter,
+    read_versioned,
+    require_keys,
+    state_counter,
+    state_tensor,
+    versioned,
+)
 from hetplug.types import (
     CollectedResult,
     HostSpec,
@@ -427,7 +434,7 @@ class SHEPPlugin:
                 "episodes": self._episodes.clone(),
                 "min_mass": self._min_mass.clone(),
                 "max_td": self._max_td.clone(),
-                "env_steps": int(self.env_steps),
+                "env_steps": counter(self.env_steps),
                 "her_credit": self.her_credit,
                 "reward_scale": self._reward_scale.clone(),
             }
@@ -455,7 +462,7 @@ class SHEPPlugin:
             new["step_mass"] = state_tensor("shep", state, "step_mass", [cap, t], check="finite_nonnegative")
             new["episodes"] = state_tensor("shep", state, "episodes", [cap], check="finite_nonnegative")
             new["min_mass"] = state_tensor("shep", state, "min_mass", [cap], check="nonnegative")
-        env_steps = state_int("shep", state, "env_steps", 0)
+        env_steps = state_counter("shep", state, "env_steps", sampler.device)
         her_credit = state.get("her_credit", 0.0)
         check_range("shep state['her_credit']", her_credit)
         if "reward_scale" in state:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
-from benchmarl.experiment import Experiment
+from benchmarl.experiment import Callback, Experiment
 
 import hetplug_benchmarl
 from hetplug.sharing import SlotMLP
 from hetplug_benchmarl import HetplugCallback
 
+from ..snapshots import assert_same, deep_state
 from .conftest import ENVS, HETDPS, ITERS, STEPS
 
 
@@ -57,3 +60,63 @@ def test_checkpoint_restores_hetdps_groups(slot_experiment):
     slot = [m for m in exp2.group_policies["agents"].modules() if isinstance(m, SlotMLP)][0]
     assert tuple(slot.routing.tolist()) == plan
     assert len(plugin.estimator.pool) == len(cb.plugin_manager("agents").get_plugin("hetdps").estimator.pool)
+
+
+class _SaveMidRun(Callback):
+    """Takes the hetplug callback's checkpoint entry after the first collected batch, with a
+    deep snapshot of it and of the plugins at that moment."""
+
+    def __init__(self, hetplug_callback: HetplugCallback) -> None:
+        super().__init__()
+        self.cb, self.saved = hetplug_callback, None
+
+    def on_batch_collected(self, batch) -> None:
+        if self.saved is None:
+            self.saved = {}
+            self.cb.on_state_dict(self.saved)
+            self.frozen = deep_state(self.saved)
+            self.live = deep_state(self.cb.plugin_manager("agents"))
+
+
+@pytest.mark.parametrize("algorithm, plugin", [("qmix", "shep"), ("iql", "per"), ("iql", "lbs")])
+def test_the_checkpoint_entry_is_a_snapshot_and_a_bad_one_changes_nothing(experiment, algorithm, plugin):
+    """Issue 19 through BenchMARL's checkpoint mechanism (``on_state_dict`` /
+    ``on_load_state_dict``): the entry taken after the first batch is unchanged by the
+    training that follows; a bad entry is refused before anything changes; loading the
+    saved entry gives back exactly the plugins' state of that moment."""
+    options = {"shep": {"grid_shape": [4, 4]}} if plugin == "shep" else {}
+    cb = HetplugCallback([plugin], options)
+    probe = _SaveMidRun(cb)
+    exp = experiment(algorithm, callbacks=[cb, probe])
+    exp.run()
+    assert cb.groups["agents"].updates == ITERS
+    assert_same(probe.frozen, deep_state(probe.saved), "the saved entry after training on")
+    pm = cb.plugin_manager("agents")
+    now = deep_state(pm)
+    with pytest.raises(AssertionError):
+        assert_same(probe.live, now)  # training did change the plugins
+    entry = probe.saved["hetplug"]
+    sampler_key = "sharing" if plugin == "lbs" else "sampler"
+    priorities = "p1" if plugin == "lbs" else "priorities"
+    nan = copy.deepcopy(entry)
+    table = nan["agents"]["plugins"][plugin][sampler_key][priorities]
+    table.view(-1)[0] = float("nan")
+    bad = [
+        (
+            {**entry, "agents": {**entry["agents"], "updates": "1"}},
+            TypeError,
+            r"\['agents'\] state\['updates'\]",
+        ),
+        ({**entry, "agents": {"plugins": entry["agents"]["plugins"]}}, ValueError, "missing 'updates'"),
+        (nan, ValueError, rf"state\['{priorities}'\].*nan"),
+        ({**entry, "format_version": 9}, ValueError, "format_version=9"),
+    ]
+    for state, error, says in bad:
+        with pytest.raises(error, match=says):
+            cb.on_load_state_dict({"hetplug": state})
+        assert_same(now, deep_state(pm), f"the plugins after a refused load ({says})")
+        assert cb.groups["agents"].updates == ITERS
+    cb.on_load_state_dict(probe.saved)
+    assert_same(probe.live, deep_state(pm), "the plugins after loading the saved entry")
+    assert cb.groups["agents"].updates == entry["agents"]["updates"] < ITERS
+    assert_same(probe.frozen, deep_state(probe.saved), "the saved entry after loading it")

@@ -296,6 +296,8 @@ sampler_mutations = [
     ("max-priority-nan", ("max_priority",), torch.tensor(NAN, dtype=torch.float64), ValueError, "max_priority", "nan"),
     ("sample-calls-negative", ("sample_calls",), -3, ValueError, "sample_calls", "-3"),
     ("progress-above-one", ("progress",), 2.0, ValueError, "progress", "2.0"),
+    ("progress-tensor-above-one", ("progress",), torch.tensor(1.5, dtype=torch.float64), ValueError, "progress", "1.5"),
+    ("progress-tensor-of-a-vector", ("progress",), torch.zeros(2), ValueError, "progress", "(2,)"),
 ]  # fmt: skip
 load_cases("sampler", sampler, lambda: sampler(1), lambda s: s, sampler_mutations)
 case(
@@ -315,6 +317,8 @@ per_mutations = [
     ("truncated-sampler", ("sampler", "cursor"), DROP, ValueError, "'cursor'"),
     ("env-steps-negative", ("env_steps",), -1, ValueError, "env_steps", "-1"),
     ("env-steps-float", ("env_steps",), 2.5, TypeError, "env_steps", "2.5"),
+    ("env-steps-float-tensor", ("env_steps",), torch.tensor(2.5), TypeError, "env_steps", "torch.float32"),
+    ("env-steps-negative-tensor", ("env_steps",), torch.tensor(-4), ValueError, "env_steps", "-4"),
     ("format-version", ("format_version",), 99, ValueError, "format_version=99"),
 ]  # fmt: skip
 load_cases("per", per_pm, lambda: per_pm(1), plugin("per"), per_mutations)
@@ -452,10 +456,20 @@ def configured_many(names, seed=0):
     return pm
 
 
-def second_plugin_bad(pm):
+def second_bad():
     state = hetplug.plugin_state(configured_many(["per", "hetdps"], seed=1))
     state["hetdps"]["manager"]["assignment"] = [0, 0, 99]
-    hetplug.load_plugin_state(pm, state)  # per loads, hetdps refuses: per is put back
+    return state
+
+
+def second_plugin_bad(pm):
+    hetplug.load_plugin_state(pm, second_bad())  # per is valid, hetdps refuses: nothing loads
+
+
+case("load", "check-plugin-state-second-bad", two_plugins, lambda pm: hetplug.check_plugin_state(pm, second_bad()),
+     ValueError, "state['assignment']", "99")  # fmt: skip
+case("load", "check-plugin-state-not-mapping", two_plugins, lambda pm: hetplug.check_plugin_state(pm, "per"),
+     TypeError, "state must be a mapping", "'per'")  # fmt: skip
 
 
 case(

@@ -87,11 +87,13 @@ def test_saving_training_on_and_restoring_continues_bit_identically(name):
     host.train(3, start=1)
     saved = host.save()
     frozen = deep_state(saved)
+    at_save = deep_state(host.pm)
     first = deep_state(host.train(3, start=10))
     end = deep_state(host.pm)
     assert_same(frozen, deep_state(saved), "saved state after training on")
 
     host.restore(saved)
+    assert_same(at_save, deep_state(host.pm), "plugin state right after restoring (values and types)")
     assert_same(frozen, deep_state(saved), "saved state after loading it")
     assert_same(first, deep_state(host.train(3, start=10)), "hook results after restoring")
     assert_same(end, deep_state(host.pm), "plugin state after restoring and training again")
@@ -100,6 +102,7 @@ def test_saving_training_on_and_restoring_continues_bit_identically(name):
     fresh = Host(name, seed=1)  # another process: other data seen, other host weights
     fresh.train(2, start=50)
     fresh.restore(saved)
+    assert_same(at_save, deep_state(fresh.pm), "a fresh plugin manager right after restoring")
     assert_same(first, deep_state(fresh.train(3, start=10)), "hook results in a fresh plugin manager")
     assert_same(end, deep_state(fresh.pm), "plugin state in a fresh plugin manager")
 

@@ -3,6 +3,7 @@ the stored episodes; a checkpoint without it, or of another format, is refused c
 
 from __future__ import annotations
 
+import copy
 import shutil
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 import hetplug_epymarl
 from hetplug_epymarl import checkpoint
 
+from ..snapshots import assert_same, deep_state
 from .cases import KEY3, ON_POLICY, shep
 
 
@@ -71,3 +73,46 @@ def test_hetplug_th_carries_its_format_and_another_is_refused(shppo_run, tmp_pat
     with pytest.raises(ValueError, match=r"future/hetplug.th state has format_version=99"):
         checkpoint.load(session, str(path))
     assert session.updates == updates
+
+
+def test_a_bad_hetplug_th_changes_nothing_and_the_saved_state_is_a_snapshot(host):
+    """Issue 19 through what ``hetplug.th`` holds (``Session.state_dict`` /
+    ``load_state_dict``): a bad state (an update counter of the wrong type, a truncated
+    state or buffer, a counter out of range, a NaN priority) is refused before the plugins,
+    the stored episodes or the counter change; the saved state does not follow what the
+    run does next, and loading it gives that moment back exactly."""
+    session = host.run("qmix", shep())
+    saved = session.state_dict()
+    frozen = deep_state(saved)
+
+    def now():
+        return deep_state((session.pm, session.buffer.contents_state_dict(), session.updates))
+
+    live = now()
+    nan = copy.deepcopy(saved)
+    nan["plugins"]["shep"]["sampler"]["priorities"].view(-1)[0] = float("nan")
+    buffer = saved["buffer"]
+    bad = [
+        ({**saved, "updates": 2.5}, TypeError, r"hetplug.th state\['updates'\] must be an integer"),
+        ({"updates": saved["updates"], "buffer": buffer}, ValueError, "missing 'plugins'"),
+        ({**saved, "buffer": {k: v for k, v in buffer.items() if k != "buffer_index"}}, ValueError,
+         "missing 'buffer_index'"),
+        ({**saved, "buffer": {**buffer, "buffer_index": 10**6}}, ValueError, r"state\['buffer_index'\]"),
+        ({**saved, "buffer": {**buffer, "transition_data": {k: v.double() for k, v in
+                                                             buffer["transition_data"].items()}}},
+         TypeError, "must be a torch"),
+        (nan, ValueError, r"state\['priorities'\].*nan"),
+    ]  # fmt: skip
+    for state, error, says in bad:
+        with pytest.raises(error, match=says):
+            session.load_state_dict(state)
+        assert_same(live, now(), f"the session after a refused load ({says})")
+    # the run goes on: priorities and episodes change
+    sampler = session.pm.get_plugin("shep").sampler
+    sampler.update(torch.tensor([0]), torch.tensor([123.0], dtype=torch.float64))
+    session.buffer.data.transition_data["reward"].add_(1.0)
+    session.updates += 1
+    assert_same(frozen, deep_state(saved), "the saved state after the run went on")
+    session.load_state_dict(saved)
+    assert_same(live, now(), "the session after loading the saved state")
+    assert_same(frozen, deep_state(saved), "the saved state after loading it")
