@@ -107,3 +107,36 @@ def assert_same(a: Any, b: Any, path: str = "state") -> None:
     if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
         return  # NaN
     assert a == b and type(a) is type(b), f"{path}: {a!r:.120} became {b!r:.120}"
+
+
+def tensors_of(obj: Any, seen: set[int] | None = None) -> list[torch.Tensor]:
+    """Every tensor ``obj`` holds (plugins, components, optimisers' state, modules)."""
+    seen = set() if seen is None else seen
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if (
+        id(obj) in seen
+        or obj is None
+        or isinstance(obj, (str, bytes, int, float, bool, torch.dtype, torch.device))
+    ):
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, torch.optim.Optimizer):
+        return [t for s in obj.state.values() for t in tensors_of(s, seen)]
+    if isinstance(obj, torch.nn.Module):
+        return list(obj.state_dict(keep_vars=True).values())
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in tensors_of(v, seen)]
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in tensors_of(v, seen)]
+    if hasattr(obj, "list_name_plugin"):
+        return [t for _, p in obj.list_name_plugin() for t in tensors_of(p, seen)]
+    if hasattr(obj, "__dict__") and not callable(obj):
+        return [t for v in vars(obj).values() for t in tensors_of(v, seen)]
+    return []
+
+
+def shared_tensors(live: Any, saved: Any) -> set[int]:
+    """The storages that a saved state shares with the live objects (empty for a snapshot)."""
+    mine = {t.untyped_storage().data_ptr() for t in tensors_of(live) if t.numel()}
+    return mine & {t.untyped_storage().data_ptr() for t in tensors_of(saved) if t.numel()}

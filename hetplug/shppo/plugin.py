@@ -319,5 +319,5 @@ class SHPPOPlugin:
         new = self.check_state(state)
         if new["latent_optimizer"] is not None:
             self._latent_opt.load_state_dict(snapshot(new["latent_optimizer"]))
-        if new["inference"] is not None:
-            self.inference, self._inference_opt = new["inference"], new["inference_optimizer"]
+        # saved before the first update (no InferenceNet yet): none after loading either
+        self.inference, self._inference_opt = new["inference"], new["inference_optimizer"]

@@ -16,7 +16,7 @@ import torch
 import hetplug
 from hetplug.shppo import LatentNet
 
-from ..snapshots import assert_same, deep_state
+from ..snapshots import assert_same, deep_state, shared_tensors
 from .test_bad_inputs import HETDPS, LBS_SPEC, OBS, SPEC, T, batch, configured, slot_parts, td_fn
 
 PLUGINS = ("per", "shep", "lbs", "hetdps", "shppo")
@@ -113,35 +113,9 @@ def test_a_state_dict_shares_no_tensor_with_the_plugin(name):
     either never reach the other."""
     host = Host(name, seed=0)
     host.train(2, start=1)
-    live = {t.untyped_storage().data_ptr() for t in _tensors(host.pm) if t.numel()}
-    saved = {t.untyped_storage().data_ptr() for t in _tensors(hetplug.plugin_state(host.pm)) if t.numel()}
-    assert not live & saved, f"{name}: the state dict holds live tensors"
-
-
-def _tensors(obj: Any, seen: set[int] | None = None) -> list[torch.Tensor]:
-    seen = set() if seen is None else seen
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if (
-        id(obj) in seen
-        or obj is None
-        or isinstance(obj, (str, bytes, int, float, bool, torch.dtype, torch.device))
-    ):
-        return []
-    seen.add(id(obj))
-    if isinstance(obj, torch.optim.Optimizer):
-        return [t for s in obj.state.values() for t in _tensors(s, seen)]
-    if isinstance(obj, torch.nn.Module):
-        return list(obj.state_dict(keep_vars=True).values())
-    if isinstance(obj, dict):
-        return [t for v in obj.values() for t in _tensors(v, seen)]
-    if isinstance(obj, (list, tuple)):
-        return [t for v in obj for t in _tensors(v, seen)]
-    if hasattr(obj, "list_name_plugin"):
-        return [t for _, p in obj.list_name_plugin() for t in _tensors(p, seen)]
-    if hasattr(obj, "__dict__") and not callable(obj):
-        return [t for v in vars(obj).values() for t in _tensors(v, seen)]
-    return []
+    assert not shared_tensors(host.pm, hetplug.plugin_state(host.pm)), (
+        f"{name}: the state dict holds live tensors"
+    )
 
 
 def test_the_round_trip_driver_moves_every_plugin():

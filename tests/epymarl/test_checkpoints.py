@@ -9,11 +9,12 @@ import shutil
 import pytest
 import torch
 
+import hetplug
 import hetplug_epymarl
 from hetplug_epymarl import checkpoint
 
-from ..snapshots import assert_same, deep_state
-from .cases import KEY3, ON_POLICY, shep
+from ..snapshots import assert_same, deep_state, shared_tensors
+from .cases import HETDPS, KEY3, ON_POLICY, shep
 
 
 @pytest.mark.slow
@@ -116,3 +117,43 @@ def test_a_bad_hetplug_th_changes_nothing_and_the_saved_state_is_a_snapshot(host
     session.load_state_dict(saved)
     assert_same(live, now(), "the session after loading the saved state")
     assert_same(frozen, deep_state(saved), "the saved state after loading it")
+
+
+@pytest.mark.parametrize(
+    "config, hp, kwargs",
+    [
+        ("qmix", {"plugins": ["per"]}, {}),
+        ("iql_ns", ["lbs"], {}),
+        ("qmix", {"plugins": ["hetdps"], "hetdps": HETDPS}, {"key": KEY3}),
+        ("mappo", {"plugins": ["shppo"], "shppo": {"latent_dim": 2}}, {"key": KEY3, **ON_POLICY["mappo"]}),
+    ],
+    ids=["per", "lbs", "hetdps", "shppo"],
+)
+def test_every_plugins_hetplug_th_state_is_a_snapshot_and_checked_whole(host, config, hp, kwargs):
+    """For every plugin: what ``hetplug.th`` holds shares no tensor with the run; a bad state
+    (counter of the wrong type, a plugin's state of another format or missing) changes
+    nothing; loading the saved state gives the state of that moment back (for HetDPS and
+    SHPPO what the plugin saves: the slot agent and the LatentNet are EPyMARL's models)."""
+    session = host.run(config, hp, **kwargs)
+    (plugin,) = [name for name, p in session.pm.list_name_plugin() if hasattr(p, "state_dict")]
+    saved = session.state_dict()
+    assert not shared_tensors(session.pm, saved), "hetplug.th's state holds live tensors"
+
+    def view():
+        pm = session.pm if plugin in ("per", "lbs") else hetplug.plugin_state(session.pm)
+        return deep_state((pm, session.updates))
+
+    at_save, whole = view(), deep_state((session.pm, session.updates))
+    bad = [
+        ({**saved, "updates": "7"}, TypeError, r"hetplug.th state\['updates'\] must be an integer"),
+        ({**saved, "plugins": {plugin: {"format_version": 99}}}, ValueError, f"{plugin} state has format_version=99"),
+        ({**saved, "plugins": {}}, ValueError, f"got none for {plugin}"),
+    ]  # fmt: skip
+    for state, error, says in bad:
+        with pytest.raises(error, match=says):
+            session.load_state_dict(state)
+        assert_same(
+            whole, deep_state((session.pm, session.updates)), f"the session after a refused load ({says})"
+        )
+    session.load_state_dict(saved)
+    assert_same(at_save, view(), "the session after loading the saved state")
