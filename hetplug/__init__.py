@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from hetplug.config import HetplugConfig, PositionSource, parse_config
 from hetplug.hookspecs import hookimpl
-from hetplug.plugins import available_plugins, get_plugin_manager, load_plugin_state, plugin_state
+from hetplug.plugins import (
+    available_plugins,
+    check_plugin_state,
+    get_plugin_manager,
+    load_plugin_state,
+    plugin_state,
+)
 from hetplug.types import CollectedResult, HostObjects, HostSpec, SampleResult, TrajectoryBatch
 
 __version__ = "0.1.0"
@@ -23,6 +29,7 @@ __all__ = [
     "TrajectoryBatch",
     "__version__",
     "available_plugins",
+    "check_plugin_state",
     "get_plugin_manager",
     "hookimpl",
     "load_plugin_state",

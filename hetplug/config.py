@@ -40,7 +40,9 @@ def did_you_mean(value: str, choices: list[str] | tuple[str, ...]) -> str:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    from hetplug._checks import is_int
+
+    return is_int(value)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class PositionSource:
         if isinstance(value, PositionSource):
             return value
         if not isinstance(value, Mapping):
-            raise ValueError(
+            raise TypeError(
                 f"{where} must be a mapping like {{key: obs, slice: [0, 2]}}, got {where}={value!r}"
             )
         names = ("key", "slice", "dim", "agent", "group", "extractor")
@@ -92,34 +94,41 @@ class PositionSource:
             key = key if "/" not in key else tuple(key.split("/"))
         if isinstance(key, (list, tuple)):
             key = tuple(key)
-            if not key or not all(isinstance(k, str) and k for k in key):
+            if not all(isinstance(k, str) for k in key):
+                raise TypeError(
+                    f"{where}.key must be a name or a list of names, got {where}.key={value['key']!r}"
+                )
+            if not key or not all(key):
                 raise ValueError(
                     f"{where}.key must be a name or a list of names, got {where}.key={value['key']!r}"
                 )
             key = key[0] if len(key) == 1 else key
-        elif not isinstance(key, str) or not key:
+        elif not isinstance(key, str):
+            raise TypeError(f"{where}.key must be a name or a list of names, got {where}.key={key!r}")
+        elif not key:
             raise ValueError(f"{where}.key must be a name or a list of names, got {where}.key={key!r}")
         sl = value.get("slice", (0, 2))
-        if (
-            not isinstance(sl, (list, tuple))
-            or len(sl) != 2
-            or not all(_is_int(v) for v in sl)
-            or not 0 <= sl[0] < sl[1]
-        ):
-            raise ValueError(
-                f"{where}.slice must be [start, stop] with 0 <= start < stop, got {where}.slice={sl!r}"
-            )
+        expect = f"{where}.slice must be [start, stop] with 0 <= start < stop"
+        if not isinstance(sl, (list, tuple)) or not all(_is_int(v) for v in sl):
+            raise TypeError(f"{expect}, got {where}.slice={sl!r}")
+        if len(sl) != 2 or not 0 <= sl[0] < sl[1]:
+            raise ValueError(f"{expect}, got {where}.slice={sl!r}")
         dim = value.get("dim")
-        if dim is not None and (not _is_int(dim) or dim < 1 or (sl[1] - sl[0]) % dim):
-            raise ValueError(
-                f"{where}.dim must be an integer >= 1 dividing the slice width {sl[1] - sl[0]}, "
-                f"got {where}.dim={dim!r}"
-            )
+        if dim is not None:
+            expect = f"{where}.dim must be an integer >= 1 dividing the slice width {sl[1] - sl[0]}"
+            if not _is_int(dim):
+                raise TypeError(f"{expect}, got {where}.dim={dim!r}")
+            if dim < 1 or (sl[1] - sl[0]) % dim:
+                raise ValueError(f"{expect}, got {where}.dim={dim!r}")
         agent = value.get("agent", 0)
-        if not _is_int(agent) or agent < 0:
+        if not _is_int(agent):
+            raise TypeError(f"{where}.agent must be an integer >= 0, got {where}.agent={agent!r}")
+        if agent < 0:
             raise ValueError(f"{where}.agent must be an integer >= 0, got {where}.agent={agent!r}")
         group = value.get("group")
-        if group is not None and (not isinstance(group, str) or not group):
+        if group is not None and not isinstance(group, str):
+            raise TypeError(f"{where}.group must name an agent group, got {where}.group={group!r}")
+        if group is not None and not group:
             raise ValueError(f"{where}.group must name an agent group, got {where}.group={group!r}")
         return cls(key=key, slice=(int(sl[0]), int(sl[1])), dim=dim, agent=int(agent), group=group)
 
@@ -131,6 +140,10 @@ class PositionSource:
                 f"{where}.extractor replaces key and slice: give one or the other (got {', '.join(others)})"
             )
         name = value["extractor"]
+        if not isinstance(name, str):
+            raise TypeError(
+                f"{where}.extractor must be one of {', '.join(POSITION_EXTRACTORS)}, got {where}.extractor={name!r}"
+            )
         if name not in POSITION_EXTRACTORS:
             raise ValueError(
                 f"unknown extractor {where}.extractor={name!r}{did_you_mean(name, POSITION_EXTRACTORS)}; "
@@ -200,7 +213,9 @@ def parse_config(value: Any, where: str = "hetplug") -> HetplugConfig:
     unchanged). Every plugin option is checked by building the plugin manager once.
 
     Raises:
-        ValueError: naming the key (``hetplug.<...>``), the value and what is expected.
+        TypeError: a value of the wrong type (``'yes'`` for a bool, ``'8x8'`` for a list of
+            integers), naming the key (``hetplug.<...>``), the value and what is expected.
+        ValueError: a value of the right type outside its domain, likewise.
     """
     from hetplug.plugins import get_plugin_manager
 
@@ -214,7 +229,7 @@ def parse_config(value: Any, where: str = "hetplug") -> HetplugConfig:
     if isinstance(value, list):
         value = {"plugins": value}
     if not isinstance(value, Mapping):
-        raise ValueError(
+        raise TypeError(
             f"{where} must be a list of plugin names or a mapping with 'plugins', got {where}={value!r}"
         )
     plugins = value.get("plugins", [])
@@ -222,7 +237,9 @@ def parse_config(value: Any, where: str = "hetplug") -> HetplugConfig:
         plugins = []
     if isinstance(plugins, str):
         plugins = [plugins]
-    if not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins):
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise TypeError(f"{where}.plugins must be a list of plugin names, got {where}.plugins={plugins!r}")
+    if not all(plugins):
         raise ValueError(f"{where}.plugins must be a list of plugin names, got {where}.plugins={plugins!r}")
     accepted = [*TOP_LEVEL_KEYS, *plugins]
     options: dict[str, dict[str, Any]] = {}
@@ -237,14 +254,18 @@ def parse_config(value: Any, where: str = "hetplug") -> HetplugConfig:
         if opts is None:
             opts = {}
         if not isinstance(opts, Mapping):
-            raise ValueError(f"{where}.{key} must be a mapping of options, got {where}.{key}={opts!r}")
+            raise TypeError(f"{where}.{key} must be a mapping of options, got {where}.{key}={opts!r}")
         options[key] = dict(opts)
     positions = value.get("positions")
     opponents = value.get("opponents")
     positions = None if positions is None else PositionSource.parse(positions, f"{where}.positions")
     opponents = None if opponents is None else PositionSource.parse(opponents, f"{where}.opponents")
     window = value.get("replay_window", 1)
-    if not _is_int(window) or window < 1:
+    if not _is_int(window):
+        raise TypeError(
+            f"{where}.replay_window must be an integer >= 1, got {where}.replay_window={window!r}"
+        )
+    if window < 1:
         raise ValueError(
             f"{where}.replay_window must be an integer >= 1, got {where}.replay_window={window!r}"
         )

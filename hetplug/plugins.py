@@ -16,7 +16,7 @@ from typing import Any
 import pluggy
 
 from hetplug import hookspecs
-from hetplug._checks import config_from_dict
+from hetplug._checks import check_mapping, config_from_dict
 from hetplug.config import did_you_mean
 
 ENTRY_POINT_GROUP = "hetplug"
@@ -28,6 +28,19 @@ BUILTIN_NAMES = ("hetdps", "lbs", "per", "shep", "shppo")
 # Hooks where exactly one plugin may answer; two plugins providing one would silently
 # shadow each other, so get_plugin_manager refuses the combination.
 _EXCLUSIVE_HOOKS = ("hetplug_replay_add", "hetplug_replay_sample", "hetplug_update_priorities")
+
+
+class _HistoricHookCaller(pluggy.HookCaller):
+    """A historic hook (``hetplug_configure``) that, called directly, says how to call it
+    (pluggy's own refusal is a bare assertion)."""
+
+    __slots__ = ()
+
+    def __call__(self, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"{self.name} is a historic hook: call pm.hook.{self.name}.call_historic(kwargs={{'spec': spec}}) "
+            f"instead of pm.hook.{self.name}(...), so that plugins registered later get the same call"
+        )
 
 
 def _entry_point_plugins() -> dict[str, Any]:
@@ -85,9 +98,21 @@ def get_plugin_manager(
     prefix = f"{_where}." if _where else ""
     if isinstance(plugins, str):
         plugins = [plugins]
-    options = dict(options or {})
+    if isinstance(plugins, Mapping) or not isinstance(plugins, Iterable):
+        raise TypeError(f"{prefix}plugins must be a list of plugin names, got {prefix}plugins={plugins!r}")
+    plugins = list(plugins)
+    for item in plugins:
+        if item is None or isinstance(item, (bool, int, float, bytes, list, tuple, dict)):
+            raise TypeError(
+                f"{prefix}plugins must hold plugin names (str) or plugin objects, got {prefix}plugins={plugins!r}"
+            )
+    options = dict(check_mapping(f"{prefix}options", options or {}, "a mapping {plugin: {option: value}}"))
     pm = pluggy.PluginManager("hetplug")
     pm.add_hookspecs(hookspecs)
+    for name in dir(pm.hook):
+        caller = getattr(pm.hook, name)
+        if isinstance(caller, pluggy.HookCaller) and caller.is_historic():
+            caller.__class__ = _HistoricHookCaller
     entry = None
     selected_names = []
     for item in plugins:
@@ -129,11 +154,44 @@ def plugin_state(pm: pluggy.PluginManager) -> dict[str, Any]:
     }
 
 
-def load_plugin_state(pm: pluggy.PluginManager, state: Mapping[str, Any]) -> None:
-    """Restore what :func:`plugin_state` returned into the same selection of plugins."""
-    plugins = dict(pm.list_name_plugin())
+def check_plugin_state(pm: pluggy.PluginManager, state: Any) -> None:
+    """Validate what :func:`plugin_state` returned for ``pm`` without changing anything: an
+    entry for every registered plugin with a state and none for another, each checked by its
+    plugin's ``check_state`` (hetplug's own plugins have one). Hosts that restore several
+    plugin managers (one per agent group) check them all before loading any."""
+    check_mapping("state", state, "a mapping {plugin name: state} (from hetplug.plugin_state)")
+    plugins = {name: p for name, p in pm.list_name_plugin() if p is not None}
     missing = sorted(set(state) - set(plugins))
     if missing:
         raise ValueError(f"saved state for plugin(s) not registered: {', '.join(missing)}")
+    absent = sorted(n for n, p in plugins.items() if hasattr(p, "load_state_dict") and n not in state)
+    if absent:
+        raise ValueError(
+            f"state must hold an entry for every registered plugin with a state, got none for "
+            f"{', '.join(absent)} (saved with another selection of plugins?)"
+        )
     for name, value in state.items():
-        plugins[name].load_state_dict(value)
+        check = getattr(plugins[name], "check_state", None)
+        if check is not None:
+            check(value)
+
+
+def load_plugin_state(pm: pluggy.PluginManager, state: Mapping[str, Any]) -> None:
+    """Restore what :func:`plugin_state` returned into the same selection of plugins.
+
+    Atomic: every plugin's state is validated first (:func:`check_plugin_state`), then each
+    is loaded; should a plugin without ``check_state`` refuse, the plugins loaded before it
+    are put back. On any error every plugin is as before.
+    """
+    check_plugin_state(pm, state)
+    plugins = {name: p for name, p in pm.list_name_plugin() if p is not None}
+    loaded: list[tuple[str, Any]] = []
+    try:
+        for name, value in state.items():
+            backup = plugins[name].state_dict()
+            plugins[name].load_state_dict(value)
+            loaded.append((name, backup))
+    except Exception:
+        for name, backup in reversed(loaded):
+            plugins[name].load_state_dict(backup)
+        raise

@@ -13,11 +13,28 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from hetplug._checks import check_bool, check_device, check_int, check_mapping, check_tensor
+
 if TYPE_CHECKING:
     from hetplug.sharing.slots import ParameterSlots
 
 _STEP_FIELDS = ("reward", "done", "mask", "td_error", "success")
 _AGENT_FIELDS = ("obs", "actions", "positions", "alive")
+#: the dtype kind of each field (hetplug._checks.check_tensor); a mask given as floats or
+#: integers is refused (TypeError) rather than guessed at
+_KINDS = {
+    "done": "bool",
+    "obs": "bool_or_real",
+    "state": "bool_or_real",
+    "actions": "real",
+    "positions": "real",
+    "alive": "bool_or_real",
+    "opponent_positions": "real",
+    "opponent_alive": "bool_or_real",
+    "opponent_actions": "real",
+    "td_error": "real",
+    "success": "bool_or_real",
+}
 
 
 @dataclass(frozen=True)
@@ -56,23 +73,79 @@ class HostSpec:
 
     def __post_init__(self) -> None:
         for name in ("n_agents", "max_steps", "capacity"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
-        if self.n_actions is not None and (not isinstance(self.n_actions, int) or self.n_actions < 1):
-            raise ValueError(f"n_actions must be None or an integer >= 1, got n_actions={self.n_actions!r}")
-        if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
+            check_int(name, getattr(self, name), 1)
+        check_device("device", self.device)
+        if self.n_actions is not None:
+            check_int("n_actions", self.n_actions, 1)
+        if not isinstance(self.dtype, torch.dtype):
+            raise TypeError(f"dtype must be a floating torch.dtype, got dtype={self.dtype!r}")
+        if not self.dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating torch.dtype, got dtype={self.dtype!r}")
-        if self.total_env_steps is not None and (
-            isinstance(self.total_env_steps, bool)
-            or not isinstance(self.total_env_steps, int)
-            or self.total_env_steps < 1
-        ):
-            raise ValueError(
-                f"total_env_steps must be None or an integer >= 1, got total_env_steps={self.total_env_steps!r}"
-            )
-        if not isinstance(self.rollout_storage, bool):
-            raise ValueError(f"rollout_storage must be a bool, got rollout_storage={self.rollout_storage!r}")
+        if self.total_env_steps is not None:
+            check_int("total_env_steps", self.total_env_steps, 1)
+        check_bool("rollout_storage", self.rollout_storage)
+        check_mapping("extra", self.extra, "a dict of host facts")
+
+    def diff(self, other: HostSpec) -> str | None:
+        """The first field where ``other`` differs from this spec, as ``"name=value"``, or None."""
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) != getattr(other, f.name):
+                return f.name
+        return None
+
+
+def check_spec(spec: Any, plugin: str) -> HostSpec:
+    """``spec`` if it is a :class:`HostSpec` (``TypeError`` for a dict or anything else)."""
+    if not isinstance(spec, HostSpec):
+        raise TypeError(
+            f"spec must be a hetplug.HostSpec (build it with hetplug.HostSpec(n_agents=..., max_steps=..., "
+            f"capacity=...)), got spec={spec!r} for the {plugin} plugin"
+        )
+    return spec
+
+
+def check_reconfigure(old: HostSpec | None, new: HostSpec, plugin: str) -> bool:
+    """For ``hetplug_configure``: True when the plugin was already configured with this very
+    spec (the call is then a no-op), False on a first call; ``ValueError`` naming the first
+    field that differs when it was configured with another spec."""
+    check_spec(new, plugin)
+    if old is None:
+        return False
+    name = old.diff(new)
+    if name is None:
+        return True
+    raise ValueError(
+        f"{name} must equal the {name}={getattr(old, name)!r} this {plugin} plugin was configured with "
+        f"(hetplug_configure was already called), got {name}={getattr(new, name)!r}: a plugin serves "
+        "one host; build a new plugin manager (hetplug.get_plugin_manager) for another"
+    )
+
+
+def check_batch(batch: Any, plugin: str) -> TrajectoryBatch:
+    """``batch`` if it is a :class:`TrajectoryBatch` (``TypeError`` otherwise)."""
+    if not isinstance(batch, TrajectoryBatch):
+        raise TypeError(
+            f"batch must be a hetplug.TrajectoryBatch, got batch={type(batch).__name__} for the {plugin} plugin"
+        )
+    return batch
+
+
+def check_max_steps(batch: TrajectoryBatch, spec: HostSpec) -> None:
+    """``ValueError`` when the batch is longer than the host said its trajectories are."""
+    if batch.max_steps > spec.max_steps:
+        raise ValueError(
+            f"batch.max_steps must be <= the host's max_steps={spec.max_steps} (HostSpec), got "
+            f"batch.max_steps={batch.max_steps}"
+        )
+
+
+def require_configured(state: Any, plugin: str) -> None:
+    """``RuntimeError`` saying what to do when a hook runs before ``hetplug_configure``."""
+    if state is None:
+        raise RuntimeError(
+            f"the {plugin} plugin is not configured: call "
+            "pm.hook.hetplug_configure.call_historic(kwargs={'spec': hetplug.HostSpec(...)}) first"
+        )
 
 
 @dataclass(frozen=True)
@@ -98,7 +171,12 @@ class TrajectoryBatch:
     """B trajectories of T steps for N agents, as plain tensors.
 
     Only ``reward`` and ``mask`` are required; each plugin states which other fields it
-    reads and raises a ``ValueError`` naming a missing one.
+    reads and raises a ``ValueError`` naming a missing one. Construction checks types,
+    dtypes and shapes (free: no host synchronisation): ``TypeError`` for a float or integer
+    ``mask`` or ``done`` (convert with ``.bool()``), a non-floating ``reward`` or a bool
+    where numbers are expected; ``ValueError`` for shapes, and for ``T = 0`` (a trajectory
+    has at least one step). ``B = 0`` is allowed: every built-in plugin treats an empty
+    batch as a no-op. Values (NaN, ranges) are checked by the plugins that read them.
 
     Attributes:
         reward: ``[B, T]`` team reward, or ``[B, T, N]`` per-agent rewards.
@@ -137,27 +215,33 @@ class TrajectoryBatch:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.reward, torch.Tensor) or self.reward.dim() not in (2, 3):
-            raise ValueError(
-                f"reward must be a [B, T] or [B, T, N] tensor, got "
-                f"{getattr(self.reward, 'shape', type(self.reward).__name__)}"
-            )
+        check_tensor("reward", self.reward, (2, 3), "floating")
         B, T = self.reward.shape[:2]
-        if not isinstance(self.mask, torch.Tensor) or tuple(self.mask.shape) != (B, T):
+        if T < 1:
             raise ValueError(
-                f"mask must be a [B, T] = [{B}, {T}] tensor, got "
-                f"{tuple(getattr(self.mask, 'shape', ())) or type(self.mask).__name__}"
+                f"reward must hold at least one step (T >= 1), got reward of shape {tuple(self.reward.shape)}"
             )
+        check_tensor("mask", self.mask, 2, "bool")
+        if tuple(self.mask.shape) != (B, T):
+            raise ValueError(f"mask must have shape [B, T] = [{B}, {T}], got mask of shape {tuple(self.mask.shape)}")
+        check_mapping("extra", self.extra, "a dict of [B, T, ...] tensors")
+        for key, value in self.extra.items():
+            if not isinstance(key, str):
+                raise TypeError(f"extra's keys must be names (str), got extra key {key!r}")
+            check_tensor(f"extra[{key!r}]", value)
         for name, value in self.tensors().items():
+            if name in _KINDS:
+                check_tensor(name, value, dtype=_KINDS[name])
             if name == "success":
                 if tuple(value.shape) not in ((B,), (B, T)):
                     raise ValueError(
-                        f"success must have shape [B] = [{B}] or [B, T] = [{B}, {T}], got {tuple(value.shape)}"
+                        f"success must have shape [B] = [{B}] or [B, T] = [{B}, {T}], "
+                        f"got success of shape {tuple(value.shape)}"
                     )
                 continue
             if value.dim() < 2 or tuple(value.shape[:2]) != (B, T):
                 raise ValueError(
-                    f"{name} must have leading dims [B, T] = [{B}, {T}], got {tuple(value.shape)}"
+                    f"{name} must have leading dims [B, T] = [{B}, {T}], got {name} of shape {tuple(value.shape)}"
                 )
         n = None
         for name in _AGENT_FIELDS:

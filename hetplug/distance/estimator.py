@@ -20,10 +20,14 @@ from typing import Any
 
 import torch
 
-from hetplug._checks import check_int, check_tensor, config_from_dict
+from hetplug._checks import check_bool, check_choice, check_device, check_int, check_tensor, config_from_dict
 from hetplug.distance.cvae import CVAE, MODES, CVAEConfig
 from hetplug.distance.pool import SamplePool
 from hetplug.distance.wasserstein import mean_pairwise_gaussian_w2
+from hetplug.state import check_module_state, check_optimizer_state, require_keys, snapshot
+
+#: what DistanceEstimator.state_dict() holds
+STATE_KEYS = ("model", "optimizer", "pool", "generator", "noise_generator", "fitted")
 
 
 class DistanceEstimator:
@@ -51,15 +55,14 @@ class DistanceEstimator:
         device: torch.device | str = "cpu",
         seed: int = 0,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {list(MODES)}, got mode={mode!r}")
+        check_choice("mode", mode, MODES)
         if fit_samples is not None:
             check_int("fit_samples", fit_samples, 1)
         check_int("seed", seed, 0)
         self.config = config_from_dict(CVAEConfig, config, "cvae")
         self.mode = mode
         self.fit_samples = fit_samples
-        self.device = torch.device(device)
+        self.device = check_device("device", device)
         self.pool = SamplePool(pool_capacity, n_agents, x_dim, y_dim, self.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -73,9 +76,10 @@ class DistanceEstimator:
     def n_agents(self) -> int:
         return self.pool.n_agents
 
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Put ``x [S, N, x_dim]``, ``y [S, N, y_dim]`` into the pool (checked first)."""
-        self.pool.add(x, y)
+    def add(self, x: torch.Tensor, y: torch.Tensor, check_values: bool = True) -> None:
+        """Put ``x [S, N, x_dim]``, ``y [S, N, y_dim]`` into the pool (checked first; values
+        too unless ``check_values=False``)."""
+        self.pool.add(x, y, check_values)
 
     def fit(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> dict[str, float]:
         """Train the CVAE for ``config.epochs`` epochs on ``(x, y)``, or on the pool when omitted.
@@ -190,9 +194,42 @@ class DistanceEstimator:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pool.load_state_dict(state["pool"])
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        """Restore a :meth:`state_dict`: the pool, the CVAE (of the same dimensions), its
+        optimiser and the generators are validated first; on any error nothing changes."""
+        where = "distance estimator"
+        require_keys(where, state, STATE_KEYS)
+        check_module_state(f"{where} state['model']", self.model, state["model"])
+        check_optimizer_state(f"{where} state['optimizer']", self.optimizer, state["optimizer"])
+        generators = {}
+        for key, device in (("generator", "cpu"), ("noise_generator", self.device)):
+            value = state[key]
+            try:  # a generator state is a byte tensor of the generator's own size
+                generators[key] = torch.Generator(device=device).set_state(value)
+            except (RuntimeError, TypeError):
+                raise ValueError(
+                    f"{where} state[{key!r}] must be a torch.Generator state (get_state()) for device "
+                    f"{device}, got {where} state[{key!r}]={_describe(value)}"
+                ) from None
+        check_bool(f"{where} state['fitted']", state["fitted"])
+        backup = self.state_dict()
+        self.pool.load_state_dict(state["pool"])  # validated whole before it assigns
+        try:
+            self.model.load_state_dict(state["model"])
+            # a copy: torch's Optimizer.load_state_dict keeps the given tensors, and training
+            # on would then change the caller's saved state
+            self.optimizer.load_state_dict(snapshot(state["optimizer"]))
+        except Exception:  # checked above; should torch still refuse, put everything back
+            self.pool.load_state_dict(backup["pool"])
+            self.model.load_state_dict(backup["model"])
+            self.optimizer.load_state_dict(backup["optimizer"])
+            raise
         self.generator.set_state(state["generator"])
         self.noise_generator.set_state(state["noise_generator"])
         self.fitted = bool(state["fitted"])
+        self.model.train(not self.fitted)  # as fit() leaves it: eval mode once fitted
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor of dtype {value.dtype} and shape {tuple(value.shape)}"
+    return repr(value)

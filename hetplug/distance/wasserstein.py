@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import torch
 
-from hetplug._checks import check_tensor
+from hetplug._checks import check_tensor, check_values
 
 
 def _check_gaussian(name: str, mu: torch.Tensor, sigma: torch.Tensor) -> None:
-    check_tensor(f"mu{name}", mu)
-    check_tensor(f"sigma{name}", sigma)
-    if mu.dim() == 0 or mu.shape[-1] != sigma.shape[-1]:
+    check_tensor(f"mu{name}", mu, dtype="floating")
+    check_tensor(f"sigma{name}", sigma, dtype="floating")
+    if mu.dim() == 0 or sigma.dim() == 0 or mu.shape[-1] != sigma.shape[-1]:
         raise ValueError(
-            f"mu{name} and sigma{name} must share their last (latent) dim, got {tuple(mu.shape)} and {tuple(sigma.shape)}"
+            f"sigma{name} must share the last (latent) dim of mu{name} {tuple(mu.shape)}, got sigma{name} "
+            f"of shape {tuple(sigma.shape)}"
         )
-    if bool((sigma < 0).any()) or not bool(torch.isfinite(sigma).all()) or not bool(torch.isfinite(mu).all()):
-        raise ValueError(
-            f"sigma{name} must be finite and >= 0 and mu{name} finite (standard deviations, not log-variances)"
-        )
+    # standard deviations, not log-variances: >= 0
+    check_values([(f"mu{name}", mu, "finite", None), (f"sigma{name}", sigma, "finite_nonnegative", None)])
 
 
 def gaussian_w2(
@@ -98,8 +97,8 @@ def mean_pairwise_gaussian_w2(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Te
     formula). Agents whose Gaussians are equal at every sample get exactly 0, like the
     diagonal.
     """
-    check_tensor("mu", mu, 3)
-    check_tensor("sigma", sigma, 3)
+    check_tensor("mu", mu, 3, "floating")
+    check_tensor("sigma", sigma, 3, "floating")
     if mu.shape != sigma.shape:
         raise ValueError(
             f"mu and sigma must both be [S, N, Z], got {tuple(mu.shape)} and {tuple(sigma.shape)}"

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from hetplug._checks import check_int, check_tensor
+from hetplug._checks import check_bool, check_device, check_int, check_tensor, check_values, short_repr
+from hetplug.state import require_keys, state_equal, state_int
 
 
 def check_homogeneous_agents(field: str, shapes: Sequence[Any]) -> None:
@@ -42,6 +43,8 @@ class AgentBuffers:
         n_agents: M.
         capacity: transitions kept per agent; the oldest are overwritten.
         device: where the storage lives.
+        check_inputs: :meth:`gather` refuses agents and slots out of range (one host
+            synchronisation per call); False once a pipeline is trusted, e.g. on a GPU.
 
     Example:
         >>> buf = AgentBuffers(n_agents=8, capacity=1000)
@@ -51,12 +54,16 @@ class AgentBuffers:
         torch.Size([2, 147])
     """
 
-    def __init__(self, n_agents: int, capacity: int, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, n_agents: int, capacity: int, device: torch.device | str = "cpu", check_inputs: bool = True
+    ) -> None:
         check_int("n_agents", n_agents, 1)
         check_int("capacity", capacity, 1)
+        check_bool("check_inputs", check_inputs)
         self.n_agents = n_agents
         self.capacity = capacity
-        self.device = torch.device(device)
+        self.device = check_device("device", device)
+        self.check_inputs = check_inputs
         self._storage: dict[str, torch.Tensor] = {}
         self._size = 0
         self._cursor = 0
@@ -102,14 +109,18 @@ class AgentBuffers:
 
     def gather(self, sources: torch.Tensor, slots: torch.Tensor) -> dict[str, torch.Tensor]:
         """The transitions of agents ``sources`` at ``slots`` (same shape ``S``): ``[*S, ...]``."""
-        check_tensor("sources", sources)
-        check_tensor("slots", slots)
+        check_tensor("sources", sources, dtype="integer")
+        check_tensor("slots", slots, dtype="integer")
         if sources.shape != slots.shape:
             raise ValueError(
-                f"sources and slots must have the same shape, got {tuple(sources.shape)} and {tuple(slots.shape)}"
+                f"slots must have the shape of sources {tuple(sources.shape)}, got slots of shape {tuple(slots.shape)}"
             )
         if self._size == 0:
             raise ValueError("the agent buffers are empty: add transitions first")
+        if self.check_inputs:
+            check_values(
+                [("sources", sources, "below", self.n_agents), ("slots", slots, "below", self._size)]
+            )
         sources = sources.to(self.device, torch.long)
         slots = slots.to(self.device, torch.long)
         return {name: value[sources, slots] for name, value in self._storage.items()}
@@ -129,21 +140,39 @@ class AgentBuffers:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if (state["n_agents"], state["capacity"]) != (self.n_agents, self.capacity):
-            raise ValueError(
-                f"state is for n_agents={state['n_agents']}, capacity={state['capacity']}; these "
-                f"buffers have n_agents={self.n_agents}, capacity={self.capacity}"
+        """Restore a :meth:`state_dict`, validated whole first (on error nothing changes)."""
+        where = "agent buffers"
+        require_keys(where, state, ("n_agents", "capacity", "storage", "size", "cursor"))
+        state_equal(where, state, "n_agents", self.n_agents, "buffers")
+        state_equal(where, state, "capacity", self.capacity, "buffers")
+        storage = state["storage"]
+        if not isinstance(storage, Mapping):
+            raise TypeError(
+                f"{where} state['storage'] must be a mapping field -> tensor, got {type(storage).__name__}"
             )
-        self._storage = {k: v.to(self.device).clone() for k, v in state["storage"].items()}
-        self._size = int(state["size"])
-        self._cursor = int(state["cursor"])
+        for name, value in storage.items():
+            field = f"{where} state['storage'][{name!r}]"
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"{field} must be a tensor, got {field}={type(value).__name__}")
+            if value.dim() < 2 or tuple(value.shape[:2]) != (self.n_agents, self.capacity):
+                raise ValueError(
+                    f"{field} must have shape [n_agents={self.n_agents}, capacity={self.capacity}, ...], "
+                    f"got {field} of shape {tuple(value.shape)}"
+                )
+        size = state_int(where, state, "size", 0, self.capacity if storage else 0)  # no fields: empty
+        cursor = state_int(where, state, "cursor", 0, self.capacity - 1)
+        self._storage = {k: v.to(self.device).clone() for k, v in storage.items()}
+        self._size = size
+        self._cursor = cursor
 
     # ------------------------------------------------------------------ checks
     def _check(self, transitions: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        if not isinstance(transitions, Mapping) or not transitions:
-            raise ValueError(
-                f"transitions must be a non-empty mapping of field -> tensor, got {transitions!r}"
+        if not isinstance(transitions, Mapping):
+            raise TypeError(
+                f"transitions must be a mapping of field -> tensor, got transitions={short_repr(transitions)}"
             )
+        if not transitions:
+            raise ValueError(f"transitions must hold at least one field, got transitions={transitions!r}")
         batch: dict[str, torch.Tensor] = {}
         for name, value in transitions.items():
             if isinstance(value, (list, tuple)):
@@ -166,7 +195,7 @@ class AgentBuffers:
             raise ValueError(f"fields disagree on the number of transitions n (dim 0): {counts}")
         n = next(iter(counts.values()))
         if n == 0:
-            raise ValueError("transitions are empty (n = 0)")
+            raise ValueError("transitions must hold at least one transition (n >= 1), got n=0")
         if n > self.capacity:
             raise ValueError(f"cannot add n={n} transitions to buffers of capacity={self.capacity} at once")
         if self._storage:

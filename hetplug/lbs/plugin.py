@@ -14,10 +14,19 @@ from typing import Any
 
 import torch
 
+from hetplug._checks import check_int
 from hetplug.hookspecs import hookimpl
 from hetplug.lbs.sharing import LargeBatchSharing, LBSConfig, TDFunction
-from hetplug.state import read_versioned, versioned
-from hetplug.types import HostSpec, SampleResult, TrajectoryBatch
+from hetplug.state import read_versioned, require_keys, versioned
+from hetplug.types import (
+    HostSpec,
+    SampleResult,
+    TrajectoryBatch,
+    check_batch,
+    check_max_steps,
+    check_reconfigure,
+    require_configured,
+)
 
 
 class LBSPlugin:
@@ -32,19 +41,28 @@ class LBSPlugin:
 
     @hookimpl
     def hetplug_configure(self, spec: HostSpec) -> None:
-        self.spec = spec
+        if check_reconfigure(self.spec, spec, "lbs"):
+            return  # configured with this very spec already
         self.sharing = LargeBatchSharing(spec.n_agents, spec.capacity, self.config, device=spec.device)
+        self.spec = spec
 
     @hookimpl
     def hetplug_replay_add(self, batch: TrajectoryBatch) -> torch.Tensor:
         sharing = self._require()
+        check_batch(batch, "lbs")
+        check_max_steps(batch, self.spec)
         for name in ("obs", "actions"):
             value = getattr(batch, name)
             if value is not None and value.dim() >= 3 and value.shape[2] != sharing.n_agents:
                 raise ValueError(
-                    f"{name} has {value.shape[2]} agents in dim 2 but the host spec has n_agents={sharing.n_agents}"
+                    f"batch.{name} must have n_agents={sharing.n_agents} agents in dim 2 (HostSpec), got "
+                    f"batch.{name} of shape {tuple(value.shape)}"
                 )
-        return sharing.add(batch.batch_size)
+        if batch.batch_size > sharing.capacity:
+            raise ValueError(
+                f"batch.batch_size must be <= capacity={sharing.capacity}, got batch.batch_size={batch.batch_size}"
+            )
+        return sharing.add(batch.batch_size)  # B = 0: a no-op
 
     @hookimpl
     def hetplug_replay_sample(
@@ -56,16 +74,23 @@ class LBSPlugin:
 
     @hookimpl
     def hetplug_after_update(self, update: int) -> dict[str, Any]:
+        check_int("update", update, 0)
         return dict(self._require().last_metrics)
 
     def _require(self) -> LargeBatchSharing:
-        if self.sharing is None:
-            raise RuntimeError("the lbs plugin is not configured: call hook.hetplug_configure(spec) first")
+        require_configured(self.sharing, "lbs")
         return self.sharing
 
     def state_dict(self) -> dict[str, Any]:
         return versioned({"sharing": self._require().state_dict()})
 
+    def check_state(self, state: Any) -> dict[str, Any]:
+        """Validate a :meth:`state_dict` without changing anything."""
+        sharing = self._require()
+        state = require_keys("lbs", read_versioned(state, "lbs"), ("sharing",))
+        return sharing.check_state(state["sharing"])
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        state = read_versioned(state, "lbs")
-        self._require().load_state_dict(state["sharing"])
+        """Restore a :meth:`state_dict`, validated whole first (on error nothing changes)."""
+        new = self.check_state(state)
+        self.sharing._assign_state(new)

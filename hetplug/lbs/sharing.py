@@ -23,9 +23,24 @@ from typing import Any
 
 import torch
 
-from hetplug._checks import check_choice, check_int, check_range, config_from_dict
+from hetplug._checks import (
+    check_bool,
+    check_choice,
+    check_device,
+    check_generator,
+    check_int,
+    check_mapping,
+    check_range,
+    check_tensor,
+    check_values,
+    config_from_dict,
+)
 from hetplug.replay.large_batch import WEIGHTINGS, draw_with_weights
+from hetplug.state import require_keys, state_equal, state_int, state_tensor
 from hetplug.types import SampleResult
+
+#: what LargeBatchSharing.state_dict() holds
+STATE_KEYS = ("n_agents", "capacity", "config", "p1", "p1_max", "size", "cursor")
 
 TDFunction = Callable[[torch.Tensor, torch.Tensor], Any]
 """``td_fn(sources [K], slots [K]) -> td [M, K]`` (or ``(td, log_prob)``, both ``[M, K]``)."""
@@ -76,8 +91,8 @@ class LBSConfig:
         check_choice("p1", self.p1, ("uniform", "prioritized"))
         check_range("p1_alpha", self.p1_alpha, 0.0)
         check_range("p1_beta", self.p1_beta, 0.0)
-        if not isinstance(self.importance_correction, bool):
-            raise ValueError(f"importance_correction must be a bool, got {self.importance_correction!r}")
+        check_bool("importance_correction", self.importance_correction)
+        check_bool("check_inputs", self.check_inputs)
         if self.ratio_clip is not None:
             check_range("ratio_clip", self.ratio_clip, 0.0, low_open=True)
 
@@ -113,7 +128,7 @@ class LargeBatchSharing:
         self.config = config_from_dict(LBSConfig, config, "lbs")
         self.n_agents = n_agents
         self.capacity = capacity
-        self.device = torch.device(device)
+        self.device = check_device("device", device)
         self._size = 0
         self._cursor = 0
         # p1 priorities per (agent, slot), only used with p1="prioritized".
@@ -132,12 +147,11 @@ class LargeBatchSharing:
         return self._p1[:, : self._size]
 
     def add(self, count: int) -> torch.Tensor:
-        """Register ``count`` new transitions per agent; returns their slots ``[count]``."""
-        check_int("count", count, 1)
-        if count > self.capacity:
-            raise ValueError(
-                f"cannot add count={count} transitions to buffers of capacity={self.capacity} at once"
-            )
+        """Register ``count`` new transitions per agent; returns their slots ``[count]``
+        (``count=0``: a no-op, no slots)."""
+        check_int("count", count, 0, self.capacity)
+        if count == 0:
+            return torch.zeros(0, dtype=torch.long, device=self.device)
         slots = (self._cursor + torch.arange(count, device=self.device)) % self.capacity
         self._p1[:, slots] = self._p1_max
         self._cursor = (self._cursor + count) % self.capacity
@@ -164,6 +178,11 @@ class LargeBatchSharing:
         c = self.config
         M = self.n_agents
         check_int("batch_size", batch_size, 1)
+        check_generator("generator", generator)
+        if td_fn is not None and not callable(td_fn):
+            raise TypeError(
+                f"td_fn must be None or a function (sources, slots) -> [M, K], got td_fn={td_fn!r}"
+            )
         if self._size == 0:
             raise ValueError("cannot sample: the agent buffers are empty (add transitions first)")
         B = batch_size
@@ -258,7 +277,7 @@ class LargeBatchSharing:
                     f"got {type(out).__name__}"
                 )
             out, log_prob = out
-        for name, value in (("td_fn's TD errors", out), ("td_fn's log_prob", log_prob)):
+        for name, value in (("td_fn(sources, slots)", out), ("td_fn's log_prob", log_prob)):
             if value is None:
                 continue
             if not isinstance(value, torch.Tensor) or tuple(value.shape) != (M, K):
@@ -266,9 +285,8 @@ class LargeBatchSharing:
                     f"{name} must be a tensor of shape [M, K] = [{M}, {K}] (every learner on every "
                     f"candidate), got {tuple(getattr(value, 'shape', ())) or type(value).__name__}"
                 )
-            if self.config.check_inputs and not bool(torch.isfinite(value).all()):
-                bad = value[~torch.isfinite(value)]
-                raise ValueError(f"{name} contain {bad.numel()} NaN/inf value(s), e.g. {bad[0].item()}")
+            if self.config.check_inputs:
+                check_values([(name, value, "finite", None)])
         return out.to(self.device), None if log_prob is None else log_prob.to(self.device, torch.float64)
 
     def _budget_mask(
@@ -290,20 +308,42 @@ class LargeBatchSharing:
             "p1_max": self._p1_max.clone(),
             "size": self._size,
             "cursor": self._cursor,
+            # what hetplug_after_update reports next: a restored run reports the same
+            "last_metrics": {k: v.detach().clone() for k, v in self.last_metrics.items()},
         }
 
+    def check_state(self, state: Any) -> dict[str, Any]:
+        """Validate a :meth:`state_dict` without changing anything; returns what
+        :meth:`load_state_dict` assigns."""
+        where = "lbs"
+        require_keys(where, state, STATE_KEYS)
+        state_equal(where, state, "n_agents", self.n_agents, "LBS")
+        state_equal(where, state, "capacity", self.capacity, "LBS")
+        config = config_from_dict(LBSConfig, state["config"], "lbs state['config']")
+        p1 = state_tensor(where, state, "p1", [self.n_agents, self.capacity], check="finite_nonnegative")
+        p1_max = state_tensor(where, state, "p1_max", [], check="finite_nonnegative")
+        size = state_int(where, state, "size", 0, self.capacity)
+        cursor = state_int(where, state, "cursor", 0, self.capacity - 1)
+        metrics = check_mapping(
+            "lbs state['last_metrics']", state.get("last_metrics", {}), "a mapping name -> tensor"
+        )
+        for name, value in metrics.items():
+            check_tensor(f"lbs state['last_metrics'][{name!r}]", value, 0, "floating")
+        return {"config": config, "p1": p1, "p1_max": p1_max, "size": size, "cursor": cursor,
+                "last_metrics": {k: v.to(self.device).clone() for k, v in metrics.items()}}  # fmt: skip
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if (state["n_agents"], state["capacity"]) != (self.n_agents, self.capacity):
-            raise ValueError(
-                f"state is for n_agents={state['n_agents']}, capacity={state['capacity']}; this LBS has "
-                f"n_agents={self.n_agents}, capacity={self.capacity}"
-            )
-        config = config_from_dict(LBSConfig, state["config"], "lbs")
-        self.config = config
-        self._p1 = state["p1"].to(self.device, torch.float64).clone()
-        self._p1_max = state["p1_max"].to(self.device, torch.float64).clone()
-        self._size = int(state["size"])
-        self._cursor = int(state["cursor"])
+        """Restore a :meth:`state_dict`, validated whole first (on error nothing changes)."""
+        self._assign_state(self.check_state(state))
+
+    def _assign_state(self, new: dict[str, Any]) -> None:
+        self.config = new["config"]
+        self._p1 = new["p1"].to(self.device, torch.float64).clone()
+        self._p1_max = new["p1_max"].to(self.device, torch.float64).clone()
+        self._size = new["size"]
+        self._cursor = new["cursor"]
+        self._sources = {}
+        self.last_metrics = new["last_metrics"]
 
 
 def _rows(M: int, device: torch.device) -> torch.Tensor:

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import torch
 
-from hetplug._checks import check_choice, check_int, check_tensor
+from hetplug._checks import (
+    check_bool,
+    check_choice,
+    check_generator,
+    check_int,
+    check_mask,
+    check_tensor,
+    check_values,
+)
 
 WEIGHTINGS = ("mean", "lazy", "max")
 
@@ -42,26 +50,26 @@ def large_batch_select(
     Returns:
         ``(indices, weights)``, each ``[B]`` (or ``[M, B]``).
     """
-    check_tensor("priorities", priorities, (1, 2))
+    check_tensor("priorities", priorities, (1, 2), "real")
     check_int("batch_size", batch_size, 1)
     check_choice("weighting", weighting, WEIGHTINGS)
+    check_generator("generator", generator)
+    check_bool("check_inputs", check_inputs)
     if priorities.shape[-1] == 0:
-        raise ValueError("priorities is empty: the large batch has no items")
+        raise ValueError(
+            f"priorities must hold at least one item (K >= 1), got priorities of shape {tuple(priorities.shape)}"
+        )
     p = priorities.detach().to(torch.float64)
     if mask is not None:
-        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != p.shape:
-            raise ValueError(
-                f"mask must be a bool tensor of shape {tuple(p.shape)}, got "
-                f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}"
-            )
-        mask = mask.to(p.device)
+        mask = check_mask("mask", mask, tuple(p.shape)).to(p.device)
         p = torch.where(mask, p, torch.zeros((), dtype=p.dtype, device=p.device))
     if check_inputs and not bool(torch.isfinite(p).all() & (p >= 0).all() & (p.sum(-1) > 0).all()):
-        if not bool(torch.isfinite(p).all()):
-            raise ValueError("priorities contain NaN or inf")
-        if not bool((p >= 0).all()):
-            raise ValueError(f"priorities must be >= 0, got a minimum of {p.min().item()}")
-        raise ValueError("priorities are all zero (or masked) in at least one row: nothing can be drawn")
+        check_values([("priorities", priorities, "finite_nonnegative", None)])
+        rows = (p.sum(-1) > 0).reshape(-1)
+        raise ValueError(
+            "priorities must have a positive entry (not masked) in every row, got row "
+            f"{int((~rows).nonzero()[0])} all zero: nothing can be drawn from it"
+        )
     indices, weights, _ = draw_with_weights(p, batch_size, weighting, generator, mask)
     return indices, weights.to(priorities.dtype if priorities.is_floating_point() else torch.float32)
 

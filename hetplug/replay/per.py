@@ -14,11 +14,19 @@ from typing import Any
 
 import torch
 
-from hetplug._checks import check_finite_nonnegative, check_range, check_tensor
+from hetplug._checks import check_int, check_mask, check_range, check_tensor, check_values
 from hetplug.hookspecs import hookimpl
 from hetplug.replay.sampler import PrioritizedSampler, SamplerConfig
-from hetplug.state import read_versioned, versioned
-from hetplug.types import HostSpec, SampleResult, TrajectoryBatch
+from hetplug.state import counter, read_versioned, require_keys, state_counter, versioned
+from hetplug.types import (
+    HostSpec,
+    SampleResult,
+    TrajectoryBatch,
+    check_batch,
+    check_max_steps,
+    check_reconfigure,
+    require_configured,
+)
 
 
 @dataclass
@@ -69,8 +77,8 @@ class PERConfig:
                 flat_max=self.flat_max,
                 check_inputs=self.check_inputs,
             )
-        except ValueError as err:  # name the field as the user wrote it
-            raise ValueError(_rename_sampler_fields(str(err))) from None
+        except (ValueError, TypeError) as err:  # name the field as the user wrote it
+            raise type(err)(_rename_sampler_fields(str(err))) from None
 
 
 _SAMPLER_NAMES = {"beta_final": "is_beta_final", "beta_steps": "is_beta_steps", "alpha": "priority_exponent",
@@ -115,32 +123,35 @@ def check_td_update(
     td_error: torch.Tensor,
     mask: torch.Tensor | None,
     max_steps: int,
+    pad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check a priority update's shapes and dtypes (no host synchronisation); returns
-    ``|TD|`` as ``[B, max_steps]`` and the indices as int64, both on the sampler's device.
+    """Check a priority update's types and shapes (no host synchronisation); returns
+    ``|TD|`` as ``[B, max_steps]`` (``[B, T]`` without ``pad``) and the indices as int64,
+    both on the sampler's device.
 
     Index ranges and finiteness are checked by :func:`validate_update` once the new
     priorities are computed (before anything changes), with the sampler's ``check_inputs``.
     """
-    check_tensor("indices", indices, 1)
-    if indices.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"indices must be integer, got dtype {indices.dtype}")
-    if not isinstance(td_error, torch.Tensor) or td_error.dim() not in (2, 3):
-        raise ValueError(
-            f"td_error must be a [B, T] or [B, T, N] tensor, got {getattr(td_error, 'shape', type(td_error))}"
-        )
+    check_tensor("indices", indices, 1, "integer")
+    check_tensor("td_error", td_error, (2, 3), "real")
     if td_error.shape[0] != indices.shape[0]:
-        raise ValueError(f"td_error has {td_error.shape[0]} rows but indices has {indices.shape[0]}")
-    if td_error.shape[1] > max_steps:
-        raise ValueError(f"td_error has {td_error.shape[1]} steps, more than max_steps={max_steps}")
-    if mask is not None and tuple(mask.shape) != tuple(td_error.shape[:2]):
-        raise ValueError(f"mask must have shape {tuple(td_error.shape[:2])}, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"td_error must have one row per index ({indices.shape[0]}), got td_error of shape "
+            f"{tuple(td_error.shape)}"
+        )
+    if td_error.shape[1] > max_steps or td_error.shape[1] < 1:
+        raise ValueError(
+            f"td_error must have 1 to max_steps={max_steps} steps, got td_error of shape {tuple(td_error.shape)}"
+        )
+    if mask is not None:
+        check_mask("mask", mask, tuple(td_error.shape[:2]))
+    dtype = torch.float64 if td_error.dtype == torch.float64 else torch.float32
     td = td_error.detach().abs()
-    if td.device != sampler.device:
-        td = td.to(sampler.device)
+    if td.device != sampler.device or td.dtype != dtype:
+        td = td.to(sampler.device, dtype)
     if td.dim() == 3:
         td = td.mean(-1)
-    if td.shape[1] < max_steps:
+    if pad and td.shape[1] < max_steps:
         td = torch.nn.functional.pad(td, (0, max_steps - td.shape[1]))
     if indices.device != sampler.device or indices.dtype != torch.long:
         indices = indices.to(sampler.device, torch.long)
@@ -154,6 +165,7 @@ def validate_update(
     priorities: torch.Tensor,
     *probes: torch.Tensor,
     signed: bool = False,
+    td_error: torch.Tensor | None = None,
 ) -> None:
     """With the sampler's ``check_inputs``: raise ``ValueError`` unless every index is a
     stored slot, ``td`` is finite and the new ``priorities`` are finite and >= 0. One host
@@ -162,8 +174,8 @@ def validate_update(
     in which a NaN or inf would show, e.g. ``(td * mask).amax()``; the priorities carry
     one when every step counts) and, when the caller cannot rule out negative priorities
     (``signed``), of their sign. Only when it fails are the parts checked one by one, in
-    that order, to name what is wrong. Call it before anything changes, then update the
-    sampler with ``validate=False``.
+    that order, to name what is wrong (``td_error``, the caller's tensor, is named in
+    place of ``td``). Call it before anything changes, then update the sampler unchecked.
     """
     if not sampler.config.check_inputs or indices.numel() == 0:
         return
@@ -175,10 +187,13 @@ def validate_update(
         ok = ok & (priorities.amin() >= 0)
     if bool(ok):
         return
-    sampler.check_indices(indices)
-    if not bool(torch.isfinite(td).all()):
-        raise ValueError("td_error contains NaN or inf")
-    check_finite_nonnegative("priorities", priorities)
+    check_values(
+        [
+            ("indices", indices, "below", len(sampler)),
+            ("td_error", td if td_error is None else td_error, "finite", None),
+            ("priorities", priorities, "finite_nonnegative", None),
+        ]
+    )
 
 
 class PERPlugin:
@@ -196,12 +211,17 @@ class PERPlugin:
 
     @hookimpl
     def hetplug_configure(self, spec: HostSpec) -> None:
-        self.spec = spec
+        if check_reconfigure(self.spec, spec, "per"):
+            return  # configured with this very spec already
         self.sampler = PrioritizedSampler(spec.capacity, self.config.sampler_config(), device=spec.device)
+        self.spec = spec
 
     @hookimpl
     def hetplug_trajectories_collected(self, batch: TrajectoryBatch) -> None:
         sampler = self._require_sampler()
+        check_batch(batch, "per")
+        if batch.batch_size == 0:
+            return  # an empty batch is a no-op
         if self.spec.rollout_storage:
             sampler.clear()  # the host stores only this collection
         self.env_steps = self.env_steps + batch.mask.sum()  # stays on the device: no host sync
@@ -211,10 +231,14 @@ class PERPlugin:
     @hookimpl
     def hetplug_replay_add(self, batch: TrajectoryBatch) -> torch.Tensor:
         sampler = self._require_sampler()
+        check_batch(batch, "per")
+        check_max_steps(batch, self.spec)
         if batch.td_error is None:
             return sampler.add(count=batch.batch_size)  # unseen: max priority so far
         td = reduce_td_per_item(batch.td_error.to(sampler.device), batch.mask.to(sampler.device))
-        return sampler.add(td + self.config.eps)
+        if self.config.check_inputs:  # one fused check, as the sampler's own
+            check_values([("batch.td_error", batch.td_error, "finite", None)])
+        return sampler._append(sampler._check_priorities(td + self.config.eps))
 
     @hookimpl
     def hetplug_replay_sample(self, batch_size: int, generator: torch.Generator | None) -> SampleResult:
@@ -227,26 +251,41 @@ class PERPlugin:
         self, indices: torch.Tensor, td_error: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
         sampler = self._require_sampler()
-        td, idx = check_td_update(sampler, indices, td_error, mask, td_error.shape[1])
+        td, idx = check_td_update(sampler, indices, td_error, mask, self.spec.max_steps, pad=False)
         m = mask if mask is None or mask.device == sampler.device else mask.to(sampler.device)
         priorities = _masked_mean(td, m) + self.config.eps
-        validate_update(sampler, idx, td, priorities)  # a NaN or inf in td shows in the mean
-        sampler.update(idx, priorities, validate=False)
+        validate_update(sampler, idx, td, priorities, td_error=td_error)  # NaN/inf in td shows in the mean
+        sampler._update(idx, priorities.to(torch.float64))  # validated just above
         return priorities
 
     @hookimpl
     def hetplug_after_update(self, update: int) -> dict[str, Any]:
+        check_int("update", update, 0)
         return priority_metrics("per", self._require_sampler())
 
     def _require_sampler(self) -> PrioritizedSampler:
-        if self.sampler is None:
-            raise RuntimeError("the per plugin is not configured: call hook.hetplug_configure(spec) first")
+        require_configured(self.sampler, "per")
         return self.sampler
 
     def state_dict(self) -> dict[str, Any]:
-        return versioned({"sampler": self._require_sampler().state_dict(), "env_steps": int(self.env_steps)})
+        return versioned(
+            {"sampler": self._require_sampler().state_dict(), "env_steps": counter(self.env_steps)}
+        )
+
+    def check_state(self, state: Any) -> dict[str, Any]:
+        """Validate a :meth:`state_dict` without changing anything; returns what
+        :meth:`load_state_dict` assigns."""
+        sampler = self._require_sampler()
+        state = require_keys("per", read_versioned(state, "per"), ("sampler",))
+        return {
+            "sampler": sampler.check_state(state["sampler"]),
+            "env_steps": state_counter(
+                "per", {"env_steps": state.get("env_steps", 0)}, "env_steps", sampler.device
+            ),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        state = read_versioned(state, "per")
-        self._require_sampler().load_state_dict(state["sampler"])
-        self.env_steps = int(state.get("env_steps", 0))
+        """Restore a :meth:`state_dict`, validated whole first (on error nothing changes)."""
+        new = self.check_state(state)
+        self.sampler._assign_state(new["sampler"])
+        self.env_steps = new["env_steps"]

@@ -15,14 +15,21 @@ from typing import Any, NamedTuple
 import torch
 
 from hetplug._checks import (
+    check_bool,
     check_choice,
+    check_device,
     check_finite_nonnegative,
+    check_generator,
     check_int,
     check_range,
     check_tensor,
     config_from_dict,
 )
+from hetplug.state import require_keys, state_equal, state_int, state_tensor
 from hetplug.types import SampleResult
+
+#: what PrioritizedSampler.state_dict() holds ("progress" is optional: older states lack it)
+STATE_KEYS = ("capacity", "config", "priorities", "max_priority", "size", "cursor", "sample_calls")
 
 
 @dataclass
@@ -66,6 +73,7 @@ class SamplerConfig:
         if self.fanout is not None:
             check_int("fanout", self.fanout, 2)
         check_int("flat_max", self.flat_max, 0)
+        check_bool("check_inputs", self.check_inputs)
 
 
 class Draw(NamedTuple):
@@ -106,13 +114,23 @@ class PrioritizedSampler:
             config = config_from_dict(SamplerConfig, merged, "sampler")
         self.config = config_from_dict(SamplerConfig, config, "sampler")
         self.capacity = capacity
-        self.device = torch.device(device)
+        self.device = check_device("device", device)
         self._dtype = torch.float64
         self._size = 0
         self._cursor = 0
         self._sample_calls = 0
         self._progress = 0.0
         self._beta_cache: tuple | None = None  # (progress tensor, (beta, beta_final), beta)
+        self._build_trees()
+        self._priorities = torch.zeros(capacity, dtype=self._dtype, device=self.device)
+        self._max_priority = torch.ones((), dtype=self._dtype, device=self.device)
+        self._zero = torch.zeros((), dtype=self._dtype, device=self.device)
+        self._last: torch.Tensor | None = None  # [capacity] scratch of update's de-duplication
+        self._positions = torch.arange(0, device=self.device)
+
+    def _build_trees(self) -> None:
+        """Empty sum and min trees for the capacity and the config's fan-out and flat_max."""
+        capacity = self.capacity
         k = self.config.fanout or min(1024, max(16, 1 << round(math.log2(max(1.0, capacity / 256)) / 2)))
         self._fanout = k
         sizes = []
@@ -125,12 +143,7 @@ class PrioritizedSampler:
             n = padded // k
         self._sums = [torch.zeros(s, dtype=self._dtype, device=self.device) for s in sizes]
         self._mins = [torch.full((s,), torch.inf, dtype=self._dtype, device=self.device) for s in sizes]
-        self._priorities = torch.zeros(capacity, dtype=self._dtype, device=self.device)
-        self._max_priority = torch.ones((), dtype=self._dtype, device=self.device)
-        self._zero = torch.zeros((), dtype=self._dtype, device=self.device)
         self._shift = k.bit_length() - 1 if k & (k - 1) == 0 else None  # node // k as a shift
-        self._last: torch.Tensor | None = None  # [capacity] scratch of update's de-duplication
-        self._positions = torch.arange(0, device=self.device)
 
     # ------------------------------------------------------------------ state
     def __len__(self) -> int:
@@ -168,6 +181,7 @@ class PrioritizedSampler:
         ``beta`` to ``beta_final`` with it (hosts that know their run's length). A 0-d
         tensor is kept as one (no host synchronisation); it is clamped into [0, 1]."""
         if isinstance(fraction, torch.Tensor):
+            check_tensor("fraction", fraction, 0, "real")
             self._progress = fraction.detach().to(self.device, self._dtype).clamp(0.0, 1.0)
         else:
             check_range("fraction", fraction, 0.0, 1.0)
@@ -187,18 +201,29 @@ class PrioritizedSampler:
         Args:
             priorities: ``[B]`` non-negative priorities, or None to give ``count`` new
                 items the largest priority seen so far (PER's rule for unseen items).
+
+        ``B = 0`` (or ``count=0``) is a no-op that returns no slots.
         """
         if priorities is None:
             if count is None:
-                raise ValueError("add needs priorities or a count")
-            check_int("count", count, 1)
+                raise ValueError("add needs priorities or a count, got priorities=None and count=None")
+            check_int("count", count, 0)
             priorities = self._max_priority.expand(count)
         priorities = self._check_priorities(priorities)
-        n = priorities.shape[0]
-        if n > self.capacity:
-            raise ValueError(f"cannot add {n} items to a sampler of capacity {self.capacity} in one call")
         if self.config.check_inputs:
             check_finite_nonnegative("priorities", priorities)
+        return self._append(priorities)
+
+    def _append(self, priorities: torch.Tensor) -> torch.Tensor:
+        """:meth:`add` without the value check (callers that checked ``[B]`` float64
+        priorities on this device, within one fused check of their own)."""
+        n = priorities.shape[0]
+        if n > self.capacity:
+            raise ValueError(
+                f"priorities must hold at most capacity={self.capacity} items per add, got {n} items"
+            )
+        if n == 0:
+            return torch.zeros(0, dtype=torch.long, device=self.device)
         indices = (self._cursor + torch.arange(n, device=self.device)) % self.capacity
         self._write(indices, priorities)
         self._cursor = (self._cursor + n) % self.capacity
@@ -214,15 +239,13 @@ class PrioritizedSampler:
         (one host synchronisation); None: as ``check_inputs`` says. A caller that has
         checked both itself passes False (see :func:`hetplug.replay.per.validate_update`).
         """
-        check_tensor("indices", indices, 1)
+        check_tensor("indices", indices, 1, "integer")
         priorities = self._check_priorities(priorities)
         if indices.shape != priorities.shape:
             raise ValueError(
-                f"indices and priorities must have the same shape, got {tuple(indices.shape)} "
-                f"and {tuple(priorities.shape)}"
+                f"priorities must have the shape of indices {tuple(indices.shape)}, got priorities of "
+                f"shape {tuple(priorities.shape)}"
             )
-        if indices.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"indices must be integer, got dtype {indices.dtype}")
         indices = indices.to(self.device, torch.long)
         if indices.numel() == 0:
             return
@@ -235,11 +258,18 @@ class PrioritizedSampler:
             if not (lo >= 0 and hi < self._size and p_lo >= 0 and p_hi < math.inf):
                 check_finite_nonnegative("priorities", priorities)
                 self.check_indices(indices)
+        self._update(indices, priorities)
+
+    def _update(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
+        """:meth:`update` without checks: ``[B]`` long indices of stored items and finite,
+        non-negative float64 priorities, both on this device."""
+        n = indices.shape[0]
+        if n == 0:
+            return
         # The last occurrence of each index wins: the largest position of each index
         # (scatter amax, deterministic on every device) picks the value all of its copies
         # write, so the writes agree whatever their order, and no data-dependent shape (a
         # host synchronisation on a GPU) is needed.
-        n = indices.shape[0]
         if self._last is None:
             self._last = torch.zeros(self.capacity, dtype=torch.long, device=self.device)
         if self._positions.shape[0] < n:
@@ -248,14 +278,14 @@ class PrioritizedSampler:
         self._write(indices, priorities.index_select(0, last.index_select(0, indices)))
 
     def check_indices(self, indices: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless ``indices`` is a 1-D integer tensor of stored slots."""
-        check_tensor("indices", indices, 1)
-        if indices.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"indices must be integer, got dtype {indices.dtype}")
+        """Raise unless ``indices`` is a 1-D integer tensor (``TypeError``) of stored slots
+        (``ValueError``)."""
+        check_tensor("indices", indices, 1, "integer")
         if indices.numel() and not bool(((indices >= 0) & (indices < self._size)).all()):
+            bad = indices[(indices < 0) | (indices >= self._size)]
             raise ValueError(
-                f"indices must lie in [0, {self._size}) (the stored items), got range "
-                f"[{int(indices.min())}, {int(indices.max())}]"
+                f"indices must lie in [0, {self._size}) (the stored items), got indices={bad[0].item()} "
+                f"(range [{int(indices.min())}, {int(indices.max())}])"
             )
 
     def clear(self) -> None:
@@ -269,7 +299,7 @@ class PrioritizedSampler:
         self._cursor = 0
 
     def _check_priorities(self, priorities: torch.Tensor) -> torch.Tensor:
-        check_tensor("priorities", priorities, 1)
+        check_tensor("priorities", priorities, 1, "real")
         return priorities.to(self.device, self._dtype)
 
     def _write(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
@@ -343,6 +373,8 @@ class PrioritizedSampler:
         """The draw, and every stored item's probability when the draw needed them (clipped
         probabilities, or drawing without replacement); else None and ``p = mass / total``."""
         check_int("batch_size", batch_size, 1)
+        check_generator("generator", generator)
+        check_bool("replacement", replacement)
         if self._size == 0:
             raise ValueError("cannot sample from an empty sampler (add items first)")
         if not replacement and batch_size > self._size:
@@ -424,25 +456,63 @@ class PrioritizedSampler:
             "size": self._size,
             "cursor": self._cursor,
             "sample_calls": self._sample_calls,
-            "progress": float(self._progress),
+            # as it is held: a 0-d device tensor (set_progress without a sync) stays one
+            "progress": self._progress.clone()
+            if isinstance(self._progress, torch.Tensor)
+            else self._progress,
+        }
+
+    def check_state(self, state: Any) -> dict[str, Any]:
+        """Validate a :meth:`state_dict` for this sampler without changing anything; returns
+        what :meth:`load_state_dict` assigns. Errors name the key and what was expected."""
+        where = "sampler"
+        require_keys(where, state, STATE_KEYS)
+        state_equal(where, state, "capacity", self.capacity, "sampler")
+        config = config_from_dict(SamplerConfig, state["config"], "sampler state['config']")
+        priorities = state_tensor(where, state, "priorities", [self.capacity], check="finite_nonnegative")
+        max_priority = state_tensor(where, state, "max_priority", [], check="finite_nonnegative")
+        size = state_int(where, state, "size", 0, self.capacity)
+        cursor = state_int(where, state, "cursor", 0, self.capacity - 1)
+        if size < self.capacity and cursor != size:
+            raise ValueError(
+                f"sampler state['cursor'] must equal size={size} until the ring is full, got "
+                f"sampler state['cursor']={cursor}"
+            )
+        sample_calls = state_int(where, state, "sample_calls", 0)
+        progress = state.get("progress", 0.0)
+        if isinstance(progress, torch.Tensor):
+            check_tensor("sampler state['progress']", progress, 0, "real")
+            check_range("sampler state['progress']", float(progress), 0.0, 1.0)
+            progress = progress.to(self.device, self._dtype).clone()
+        else:
+            check_range("sampler state['progress']", progress, 0.0, 1.0)
+            progress = float(progress)
+        return {
+            "config": config,
+            "priorities": priorities.to(self.device, self._dtype),
+            "max_priority": max_priority.to(self.device, self._dtype).clone(),
+            "size": size,
+            "cursor": cursor,
+            "sample_calls": sample_calls,
+            "progress": progress,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["capacity"] != self.capacity:
-            raise ValueError(
-                f"state capacity={state['capacity']} does not match this sampler's capacity={self.capacity}"
-            )
-        config = config_from_dict(SamplerConfig, state["config"], "sampler")
-        priorities = state["priorities"].to(self.device, self._dtype)
-        self.config = config
+        """Restore a :meth:`state_dict`; validated whole first (on error nothing changes)."""
+        self._assign_state(self.check_state(state))
+
+    def _assign_state(self, new: dict[str, Any]) -> None:
+        """Assign what :meth:`check_state` returned (cannot fail)."""
+        self.config = new["config"]
+        self._build_trees()  # the saved config may have another fan-out
         self.clear()
-        self._size = int(state["size"])
+        self._size = new["size"]
         if self._size:
-            self._write(torch.arange(self._size, device=self.device), priorities[: self._size])
-        self._max_priority = state["max_priority"].to(self.device, self._dtype).clone()
-        self._cursor = int(state["cursor"])
-        self._sample_calls = int(state["sample_calls"])
-        self._progress = float(state.get("progress", 0.0))
+            self._write(torch.arange(self._size, device=self.device), new["priorities"][: self._size])
+        self._max_priority = new["max_priority"]
+        self._cursor = new["cursor"]
+        self._sample_calls = new["sample_calls"]
+        self._progress = new["progress"]
 
 
 def _clip_probabilities(mass: torch.Tensor, cap: float) -> torch.Tensor:

@@ -46,16 +46,18 @@ class Clustering:
 
 
 def check_preference(preference: str | float) -> None:
+    """A name of :data:`PREFERENCES` or a finite number (``TypeError`` for anything else)."""
     if isinstance(preference, str):
         if preference not in PREFERENCES:
             raise ValueError(
                 f"preference must be one of {list(PREFERENCES)} or a number, got preference={preference!r}"
             )
-    elif (
-        isinstance(preference, bool)
-        or not isinstance(preference, (int, float))
-        or not np.isfinite(preference)
-    ):
+        return
+    if isinstance(preference, (bool, np.bool_)) or not isinstance(preference, (int, float, np.number)):
+        raise TypeError(
+            f"preference must be one of {list(PREFERENCES)} or a number, got preference={preference!r}"
+        )
+    if not np.isfinite(preference):
         raise ValueError(
             f"preference must be one of {list(PREFERENCES)} or a finite number, got preference={preference!r}"
         )

@@ -20,6 +20,7 @@ import torch
 from hetplug._checks import check_choice, check_int, check_range, config_from_dict
 from hetplug.sharing.clustering import check_preference, cluster_agents
 from hetplug.sharing.plan import MERGE_MODES, SharingPlan, kept_plan, match_groups
+from hetplug.state import require_keys, state_int
 
 
 @dataclass
@@ -61,14 +62,24 @@ class SharingConfig:
 
 
 def check_distance(distance: Any, n_agents: int) -> np.ndarray:
-    """A float64 copy of a valid ``[N, N]`` distance matrix, or a ``ValueError`` saying what is wrong."""
+    """A float64 copy of a valid ``[N, N]`` distance matrix, or an error saying what is wrong
+    (``TypeError`` for something that is not a matrix of numbers)."""
     if isinstance(distance, torch.Tensor):
+        if distance.dtype == torch.bool or distance.is_complex():
+            raise TypeError(f"distance must be a real [N, N] matrix, got distance of dtype {distance.dtype}")
         distance = distance.detach().to("cpu", torch.float64).numpy()
-    d = np.array(distance, dtype=np.float64)
+    elif not isinstance(distance, (np.ndarray, list, tuple)):
+        raise TypeError(f"distance must be an [N, N] tensor or array, got distance={distance!r}")
+    try:
+        d = np.array(distance, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"distance must be an [N, N] matrix of numbers, got distance={distance!r}") from None
     if d.ndim != 2 or d.shape[0] != d.shape[1]:
-        raise ValueError(f"distance must be a square [N, N] matrix, got shape {d.shape}")
+        raise ValueError(f"distance must be a square [N, N] matrix, got distance of shape {d.shape}")
     if d.shape[0] != n_agents:
-        raise ValueError(f"distance is {d.shape[0]} x {d.shape[0]} but the manager has n_agents={n_agents}")
+        raise ValueError(
+            f"distance must be [n_agents, n_agents] = [{n_agents}, {n_agents}], got distance of shape {d.shape}"
+        )
     if not np.isfinite(d).all():
         i, j = np.argwhere(~np.isfinite(d))[0]
         raise ValueError(f"distance must be finite, got distance[{i}, {j}]={d[i, j]}")
@@ -119,6 +130,7 @@ class DynamicSharingManager:
 
     def due(self, update: int) -> bool:
         """Whether host update number ``update`` (1-based) ends a quantisation interval."""
+        check_int("update", update, 0)
         return update > 0 and update % self.config.interval == 0
 
     def update(self, distance: torch.Tensor | np.ndarray) -> SharingPlan:
@@ -159,16 +171,44 @@ class DynamicSharingManager:
             "n_regroupings": self.n_regroupings,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        assignment = np.asarray(state["assignment"], dtype=np.int64)
+    def check_state(self, state: Any) -> dict[str, Any]:
+        """Validate a :meth:`state_dict` without changing anything; returns what
+        :meth:`load_state_dict` assigns."""
+        where = "sharing manager"
+        require_keys(where, state, ("assignment", "rng", "n_regroupings"))
+        raw = state["assignment"]
+        if isinstance(raw, (str, bytes)) or not isinstance(raw, (list, tuple, np.ndarray)):
+            raise TypeError(f"{where} state['assignment'] must be a list of slots, got {raw!r}")
+        try:
+            assignment = np.asarray(raw, dtype=np.int64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where} state['assignment'] must be a list of slots, got {raw!r}") from None
         if (
             assignment.shape != (self.n_agents,)
             or (assignment < 0).any()
             or (assignment >= self.n_slots).any()
         ):
             raise ValueError(
-                f"saved assignment {assignment.tolist()} does not fit n_agents={self.n_agents}, n_slots={self.n_slots}"
+                f"{where} state['assignment'] must hold one slot in [0, n_slots={self.n_slots}) per agent "
+                f"(n_agents={self.n_agents}), got {where} state['assignment']={list(raw)!r}"
             )
-        self.assignment = assignment
-        self.rng.bit_generator.state = state["rng"]
-        self.n_regroupings = int(state["n_regroupings"])
+        rng = np.random.default_rng()
+        try:
+            rng.bit_generator.state = state["rng"]
+        except (TypeError, ValueError, KeyError):
+            raise ValueError(
+                f"{where} state['rng'] must be a numpy bit generator state ({type(rng.bit_generator).__name__}), "
+                f"got {where} state['rng']={state['rng']!r}"
+            ) from None
+        n = state_int(where, state, "n_regroupings", 0)
+        return {"assignment": assignment, "rng": state["rng"], "n_regroupings": n}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`, validated whole first (on error nothing changes)."""
+        self._assign_state(self.check_state(state))
+
+    def _assign_state(self, new: dict[str, Any]) -> None:
+        self.assignment = new["assignment"]
+        self.rng.bit_generator.state = new["rng"]
+        self.n_regroupings = new["n_regroupings"]
+        self.last_plan = None  # a report of the latest update, not state: none since loading

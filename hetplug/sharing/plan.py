@@ -22,6 +22,7 @@ optimiser moments and target networks (:class:`~hetplug.sharing.ParameterSlots`)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,27 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from hetplug._checks import check_choice, check_int, is_int
+
 MERGE_MODES = ("majority", "random", "average", "weighted")
+CASES = ("same", "split", "merge", "kept")
+#: how far a merge's weights may sum from 1
+WEIGHT_TOLERANCE = 1e-6
+
+
+def _int_tuple(name: str, value: Any, low: int = 0, high: int | None = None) -> tuple[int, ...]:
+    """``value`` as a tuple of ints in ``[low, high)`` (numpy arrays and tensors accepted)."""
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name} must be a sequence of integers, got {name}={value!r}")
+    for v in value:
+        if not is_int(v):
+            raise TypeError(f"{name} must be a sequence of integers, got {name}={value!r}")
+        if v < low or (high is not None and v >= high):
+            bound = f"[{low}, {high})" if high is not None else f">= {low}"
+            raise ValueError(f"{name} must hold integers in {bound}, got {name}={value!r}")
+    return tuple(int(v) for v in value)
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,34 @@ class SlotOp:
     dst: int
     sources: tuple[int, ...]
     weights: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        check_choice("kind", self.kind, ("copy", "merge"))
+        check_int("dst", self.dst, 0)
+        sources = _int_tuple("sources", self.sources)
+        weights = self.weights
+        if isinstance(weights, (np.ndarray, torch.Tensor)):
+            weights = weights.tolist()
+        if isinstance(weights, (str, bytes)) or not isinstance(weights, (tuple, list)):
+            raise TypeError(f"weights must be a sequence of numbers, got weights={weights!r}")
+        if not sources or len(weights) != len(sources):
+            raise ValueError(
+                f"weights must hold one number per source ({len(sources)} sources), got weights={weights!r}"
+            )
+        for w in weights:
+            if isinstance(w, bool) or not isinstance(w, (int, float, np.number)):
+                raise TypeError(f"weights must be a sequence of numbers, got weights={weights!r}")
+            if not math.isfinite(w) or w < 0:
+                raise ValueError(f"weights must be finite and >= 0, got weights={weights!r}")
+        if abs(sum(weights) - 1.0) > WEIGHT_TOLERANCE:
+            raise ValueError(f"weights must sum to 1, got weights={weights!r} (sum {sum(weights)!r})")
+        if len(set(sources)) != len(sources):
+            raise ValueError(f"sources must be distinct slots, got sources={sources!r}")
+        if self.kind == "copy" and len(sources) != 1:
+            raise ValueError(f"sources of a copy must be one slot, got sources={sources!r}")
+        object.__setattr__(self, "dst", int(self.dst))
+        object.__setattr__(self, "sources", sources)
+        object.__setattr__(self, "weights", tuple(float(w) for w in weights))
 
     def __str__(self) -> str:
         if self.kind == "copy":
@@ -72,6 +121,47 @@ class SharingPlan:
     n_slots: int
     reason: str = ""
     metrics: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        check_int("n_slots", self.n_slots, 1)
+        for name in ("assignment", "previous"):
+            object.__setattr__(self, name, _int_tuple(name, getattr(self, name), 0, self.n_slots))
+        object.__setattr__(self, "labels", _int_tuple("labels", self.labels))
+        if isinstance(self.operations, (str, bytes)) or not isinstance(self.operations, (tuple, list)):
+            raise TypeError(f"operations must be a sequence of SlotOp, got operations={self.operations!r}")
+        object.__setattr__(self, "operations", tuple(self.operations))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise unless the plan fits its own ``n_slots``: every slot named in range, one
+        operation per destination, as many agents everywhere. Plans are checked when built
+        and again before :class:`~hetplug.sharing.ParameterSlots` applies one."""
+        n = len(self.assignment)
+        if n == 0 or len(self.previous) != n or len(self.labels) != n:
+            raise ValueError(
+                f"assignment, previous and labels must each hold one entry per agent, got "
+                f"assignment={self.assignment!r}, previous={self.previous!r}, labels={self.labels!r}"
+            )
+        for name in ("assignment", "previous"):
+            for a in getattr(self, name):
+                if not is_int(a) or not 0 <= a < self.n_slots:
+                    raise ValueError(
+                        f"{name} must hold slots in [0, n_slots={self.n_slots}), got {name}={getattr(self, name)!r}"
+                    )
+        check_choice("case", self.case, CASES)
+        seen: set[int] = set()
+        for op in self.operations:
+            if not isinstance(op, SlotOp):
+                raise TypeError(f"operations must hold SlotOp objects, got operation={op!r}")
+            op.__post_init__()  # again: a plan may have been edited since it was built
+            for slot in (op.dst, *op.sources):
+                if not 0 <= slot < self.n_slots:
+                    raise ValueError(
+                        f"operation slots must lie in [0, n_slots={self.n_slots}), got slot={slot} in '{op}'"
+                    )
+            if op.dst in seen:
+                raise ValueError(f"operations must write each slot once, got slot={op.dst} written twice")
+            seen.add(op.dst)
 
     @property
     def n_groups(self) -> int:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from hetplug._checks import check_int, config_from_dict
+from hetplug._checks import check_int, check_mapping, config_from_dict, raise_problems, tensor_problems
 from hetplug.config import did_you_mean
 from hetplug.distance.cvae import CVAEConfig
 from hetplug.distance.estimator import DistanceEstimator
@@ -39,8 +39,15 @@ from hetplug.distance.features import HETEROGENEITY_TYPES, build_features
 from hetplug.hookspecs import hookimpl
 from hetplug.sharing.manager import DynamicSharingManager, SharingConfig
 from hetplug.sharing.slots import ParameterSlots
-from hetplug.state import read_versioned, versioned
-from hetplug.types import HostObjects, HostSpec, TrajectoryBatch
+from hetplug.state import read_versioned, require_keys, versioned
+from hetplug.types import (
+    HostObjects,
+    HostSpec,
+    TrajectoryBatch,
+    check_batch,
+    check_reconfigure,
+    require_configured,
+)
 
 
 @dataclass
@@ -74,14 +81,20 @@ class HetDPSConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_int("seed", self.seed, 0)
         self.sharing_config()  # validates the sharing fields
         self.grouping_weights()  # validates grouping_distance
+        check_mapping("cvae", self.cvae, "a mapping of CVAEConfig fields")
         config_from_dict(CVAEConfig, self.cvae, "hetdps.cvae")
         check_int("pool_capacity", self.pool_capacity, 1)
         if self.fit_samples is not None:
             check_int("fit_samples", self.fit_samples, 1)
         check_int("distance_samples", self.distance_samples, 1)
-        if self.reward_repeat != "auto":
+        if not (isinstance(self.reward_repeat, str) and self.reward_repeat == "auto"):
+            if isinstance(self.reward_repeat, str):
+                raise ValueError(
+                    f"reward_repeat must be 'auto' or an integer >= 1, got reward_repeat={self.reward_repeat!r}"
+                )
             check_int("reward_repeat", self.reward_repeat, 1)
         check_int("seed", self.seed, 0)
 
@@ -89,7 +102,12 @@ class HetDPSConfig:
         """``grouping_distance`` as ``{type: weight}``."""
         value = self.grouping_distance
         weights = {value: 1.0} if isinstance(value, str) else value
-        if not isinstance(weights, dict) or not weights:
+        if not isinstance(weights, dict):
+            raise TypeError(
+                f"grouping_distance must be a heterogeneity type or a mapping {{type: weight}}, "
+                f"got grouping_distance={value!r}"
+            )
+        if not weights:
             raise ValueError(
                 f"grouping_distance must be a heterogeneity type or a mapping {{type: weight}}, "
                 f"got grouping_distance={value!r}"
@@ -100,9 +118,13 @@ class HetDPSConfig:
                     f"grouping_distance: unknown heterogeneity type {kind!r}"
                     f"{did_you_mean(kind, list(HETEROGENEITY_TYPES))}; types: {', '.join(HETEROGENEITY_TYPES)}"
                 )
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise TypeError(
+                    f"grouping_distance[{kind!r}] must be a number > 0, got grouping_distance[{kind!r}]={weight!r}"
+                )
+            if not weight > 0 or weight == float("inf"):
                 raise ValueError(
-                    f"grouping_distance: the weight of {kind!r} must be a number > 0, got {weight!r}"
+                    f"grouping_distance[{kind!r}] must be a finite number > 0, got grouping_distance[{kind!r}]={weight!r}"
                 )
         return {k: float(w) for k, w in weights.items()}
 
@@ -120,27 +142,51 @@ class HetDPSConfig:
         )
 
 
-def transition_fields(batch: TrajectoryBatch, n_actions: int | None) -> dict[str, torch.Tensor | None]:
+def transition_fields(
+    batch: TrajectoryBatch, n_actions: int | None, check: bool = True
+) -> dict[str, torch.Tensor | None]:
     """The per-step fields of the valid (t, t+1) pairs of ``batch``, as
     :func:`~hetplug.distance.build_features` names them: ``[S, N, d]`` per agent or
     ``[S, d]`` global (``state``, ``next_state``: None without a global state).
 
-    One host synchronisation (selecting the valid pairs).
+    One host synchronisation (selecting the valid pairs); with ``check``, the values the
+    samples are built from are validated in that same one (NaN or inf observations, states
+    and rewards, discrete actions outside ``[0, n_actions)``): a bad value empties the
+    selection, and only an empty selection reads the checks back to say which.
     """
+    check_batch(batch, "hetdps")
     if batch.obs is None or batch.actions is None:
         raise ValueError("the hetdps plugin needs batch.obs [B, T, N, O] and batch.actions")
     obs, actions = batch.obs, batch.actions
+    if obs.dim() != 4:
+        raise ValueError(f"batch.obs must be [B, T, N, O], got batch.obs of shape {tuple(obs.shape)}")
     n = obs.shape[2]
-    if actions.dim() == 3:
-        if n_actions is None:
-            raise ValueError("discrete batch.actions [B, T, N] need HostSpec.n_actions to be one-hot encoded")
-        actions = F.one_hot(actions.long(), n_actions).to(obs.dtype)
-    local = batch.extra.get("local_state")
-    reward = batch.reward if batch.reward.dim() == 3 else batch.reward.unsqueeze(-1).expand(-1, -1, n)
+    if actions.dim() == 3 and n_actions is None:
+        raise ValueError("discrete batch.actions [B, T, N] need HostSpec.n_actions to be one-hot encoded")
+    checks = [
+        ("batch.obs", obs, "finite", None),
+        ("batch.state", batch.state, "finite", None),
+        ("batch.reward", batch.reward, "finite", None),
+        ("batch.extra['local_state']", batch.extra.get("local_state"), "finite", None),
+        ("batch.actions", actions, "finite", None)
+        if actions.is_floating_point()
+        else ("batch.actions", actions, "below", n_actions),
+    ]
+    flag = tensor_problems(checks) if check else None
     valid = batch.mask[:, :-1] & batch.mask[:, 1:]
     if batch.done is not None:
         valid = valid & ~batch.done[:, :-1].bool()
+    if flag is not None:  # a bad value empties the selection: one synchronisation for both
+        valid = valid & flag.to(valid.device)
     rows = valid.reshape(-1).nonzero().squeeze(-1)
+    if flag is not None and rows.numel() == 0:
+        raise_problems(flag, checks)  # bad values, or no valid pair at all (a no-op)
+    if not obs.is_floating_point():
+        obs = obs.float()
+    if actions.dim() == 3:
+        actions = F.one_hot(actions.long(), n_actions).to(obs.dtype)
+    local = batch.extra.get("local_state")
+    reward = batch.reward if batch.reward.dim() == 3 else batch.reward.unsqueeze(-1).expand(-1, -1, n)
 
     def now(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t[:, :-1].reshape(-1, *t.shape[2:])[rows]
@@ -215,11 +261,15 @@ class HetDPSPlugin:
 
     @hookimpl
     def hetplug_configure(self, spec: HostSpec) -> None:
-        self.spec = spec
+        if check_reconfigure(self.spec, spec, "hetdps"):
+            return  # configured with this very spec already
         self.manager = DynamicSharingManager(spec.n_agents, self.config.sharing_config())
+        self.spec = spec
 
     @hookimpl
     def hetplug_bind(self, host: HostObjects) -> None:
+        if not isinstance(host, HostObjects):
+            raise TypeError(f"host must be a hetplug.HostObjects, got host={host!r}")
         if host.parameter_slots is None:
             raise ValueError(
                 "the hetdps plugin needs the host's parameter slots (HostObjects.parameter_slots): "
@@ -230,10 +280,12 @@ class HetDPSPlugin:
     def bind(self, slots: ParameterSlots) -> None:
         """Give the plugin the host's slot parameters; plans are then applied in place."""
         if not isinstance(slots, ParameterSlots):
-            raise ValueError(f"slots must be a hetplug.sharing.ParameterSlots, got {type(slots).__name__}")
+            raise TypeError(
+                f"slots must be a hetplug.sharing.ParameterSlots, got slots={type(slots).__name__}"
+            )
         if self.manager is not None and slots.n_slots != self.manager.n_slots:
             raise ValueError(
-                f"slots has {slots.n_slots} slots but the manager uses n_slots={self.manager.n_slots}"
+                f"slots.n_slots must equal the manager's n_slots={self.manager.n_slots}, got slots.n_slots={slots.n_slots}"
             )
         self.slots = slots
 
@@ -243,8 +295,7 @@ class HetDPSPlugin:
         return self.manager.routing(device if device is not None else self.spec.device)
 
     def _require_configured(self) -> None:
-        if self.manager is None:
-            raise RuntimeError("call hetplug_configure before using the hetdps plugin")
+        require_configured(self.manager, "hetdps")
 
     def _build_estimator(self, kind: str, x_dim: int, y_dim: int) -> DistanceEstimator:
         c = self.config
@@ -256,21 +307,30 @@ class HetDPSPlugin:
     @hookimpl
     def hetplug_trajectories_collected(self, batch: TrajectoryBatch) -> None:
         self._require_configured()
-        if batch.max_steps < 2:
-            return None
-        fields = transition_fields(batch, self.spec.n_actions)
-        for kind in self.weights:
-            x, y = distance_samples(kind, fields, batch.obs.shape[2], self.config.reward_repeat)
-            if x.shape[1] != self.spec.n_agents:
-                raise ValueError(f"batch has {x.shape[1]} agents but HostSpec.n_agents={self.spec.n_agents}")
+        check_batch(batch, "hetdps")
+        if batch.batch_size == 0 or batch.max_steps < 2:
+            return None  # no (t, t+1) pair: a no-op
+        if batch.obs is not None and batch.obs.dim() == 4 and batch.obs.shape[2] != self.spec.n_agents:
+            raise ValueError(
+                f"batch.obs must have n_agents={self.spec.n_agents} agents in dim 2 (HostSpec), got "
+                f"batch.obs of shape {tuple(batch.obs.shape)}"
+            )
+        fields = transition_fields(batch, self.spec.n_actions)  # values checked here
+        samples = {}
+        for kind in self.weights:  # every type's samples first, then the pools change
+            samples[kind] = distance_samples(kind, fields, batch.obs.shape[2], self.config.reward_repeat)
+        for kind, (x, y) in samples.items():
+            if x.shape[0] == 0:
+                continue  # no valid (t, t+1) pair (an all-false mask): a no-op
             if kind not in self.estimators:
                 self.estimators[kind] = self._build_estimator(kind, x.shape[-1], y.shape[-1])
-            self.estimators[kind].add(x, y)
+            self.estimators[kind].add(x, y, check_values=False)  # built from checked fields
         return None
 
     @hookimpl
     def hetplug_after_update(self, update: int) -> dict[str, Any] | None:
         self._require_configured()
+        check_int("update", update, 0)
         if not self.manager.due(update):
             return None
         if len(self.estimators) < len(self.weights) or any(
@@ -306,25 +366,42 @@ class HetDPSPlugin:
         state["dims"] = {kind: (e.pool.x_dim, e.pool.y_dim) for kind, e in self.estimators.items()}
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the grouping and the estimators; the slot parameters are the host's (saved
-        with its model)."""
-        state = read_versioned(state, "hetdps")
+    def check_state(self, state: Any) -> dict[str, Any]:
+        """Validate a :meth:`state_dict` without changing anything; returns what
+        :meth:`load_state_dict` assigns (the manager's values and new estimators)."""
         self._require_configured()
-        self.manager.load_state_dict(state["manager"])
+        state = require_keys("hetdps", read_versioned(state, "hetdps"), ("manager",))
+        manager = self.manager.check_state(state["manager"])
         saved = state.get("estimators", {})
         dims = state.get("dims", {})
         if "estimator" in state:  # saved before grouping_distance: the meta-transition's
             saved, dims = {"meta": state["estimator"]}, {"meta": state["dims"]}
+        check_mapping("hetdps state['estimators']", saved, "a mapping {distance type: estimator state}")
+        check_mapping("hetdps state['dims']", dims, "a mapping {distance type: (x_dim, y_dim)}")
         if set(saved) - set(self.weights):
             raise ValueError(
                 f"hetdps state holds distances {sorted(saved)} but this run groups on "
                 f"{sorted(self.weights)} (grouping_distance)"
             )
-        self.estimators = {}
+        estimators = {}
         for kind, estimator_state in saved.items():
-            self.estimators[kind] = self._build_estimator(kind, *dims[kind])
-            self.estimators[kind].load_state_dict(estimator_state)
+            pair = dims.get(kind)
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"hetdps state['dims'][{kind!r}] must be (x_dim, y_dim), got {pair!r}")
+            for name, v in zip(("x_dim", "y_dim"), pair, strict=True):
+                check_int(f"hetdps state['dims'][{kind!r}] {name}", v, 1)
+            estimator = self._build_estimator(kind, *pair)
+            estimator.load_state_dict(estimator_state)  # a new object: a refusal changes nothing here
+            estimators[kind] = estimator
+        return {"manager": manager, "estimators": estimators}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the grouping and the estimators; the slot parameters are the host's (saved
+        with its model). Validated whole first: on any error the plugin is as before."""
+        new = self.check_state(state)
+        self.manager._assign_state(new["manager"])
+        self.estimators = new["estimators"]
+        self.last_distance = None  # a report of the latest regrouping, not state
         if self.slots is not None:
             for r in self.slots.routing:
                 r.copy_(self.manager.routing(r.device))

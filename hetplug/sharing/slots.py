@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from hetplug._checks import check_choice, check_int
+from hetplug._checks import check_choice, check_int, check_tensor
 from hetplug.sharing.plan import SharingPlan
 
 
@@ -54,22 +54,29 @@ class ParameterSlots:
         self.optimizers = _as_list(optimizers)
         self.routing = _as_list(routing)
         if not self.params:
-            raise ValueError("params is empty: pass the stacked per-slot parameters")
+            raise ValueError("params must hold the stacked per-slot parameters, got params=[]")
+        for name, group in (("params", self.params), ("targets", self.targets)):
+            for k, t in enumerate(group):
+                check_tensor(f"{name}[{k}]", t, dtype="floating")
         self.n_slots = self.params[0].shape[0] if self.params[0].dim() else 0
         for name, group in (("params", self.params), ("targets", self.targets)):
             for k, t in enumerate(group):
-                if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-                    raise ValueError(f"{name}[{k}] must be a floating-point tensor, got {type(t).__name__}")
                 if t.dim() == 0 or t.shape[0] != self.n_slots:
                     raise ValueError(
-                        f"{name}[{k}] must have the slot dim first ({self.n_slots}), got shape {tuple(t.shape)}"
+                        f"{name}[{k}] must have the slot dim first ({self.n_slots}), got {name}[{k}] of shape "
+                        f"{tuple(t.shape)}"
                     )
         for k, r in enumerate(self.routing):
-            if not isinstance(r, torch.Tensor) or r.dtype != torch.int64 or r.dim() != 1:
-                raise ValueError(f"routing[{k}] must be an int64 [N] tensor, got {getattr(r, 'shape', r)!r}")
+            check_tensor(f"routing[{k}]", r, 1, "integer")
+            if r.dtype != torch.int64:
+                raise TypeError(
+                    f"routing[{k}] must be an int64 [N] tensor, got routing[{k}] of dtype {r.dtype}"
+                )
         for k, opt in enumerate(self.optimizers):
             if not isinstance(opt, torch.optim.Optimizer):
-                raise ValueError(f"optimizers[{k}] must be a torch.optim.Optimizer, got {type(opt).__name__}")
+                raise TypeError(
+                    f"optimizers[{k}] must be a torch.optim.Optimizer, got optimizers[{k}]={opt!r}"
+                )
 
     def _state_tensors(self) -> list[torch.Tensor]:
         out = []
@@ -83,17 +90,23 @@ class ParameterSlots:
 
     @torch.no_grad()
     def apply(self, plan: SharingPlan) -> None:
-        """Copy/merge slots as ``plan`` says and route agents to their new slots."""
+        """Copy/merge slots as ``plan`` says and route agents to their new slots.
+
+        The plan is validated whole first (slots in range, weights finite and summing to
+        1, one agent per routing entry): a bad plan changes no parameter, optimiser
+        state, target or routing."""
         if not isinstance(plan, SharingPlan):
-            raise ValueError(f"plan must be a SharingPlan, got {type(plan).__name__}")
+            raise TypeError(f"plan must be a hetplug.sharing.SharingPlan, got plan={plan!r}")
+        plan.validate()
         if plan.n_slots != self.n_slots:
             raise ValueError(
-                f"plan is for n_slots={plan.n_slots} but the parameters have {self.n_slots} slots"
+                f"plan.n_slots must equal the parameters' {self.n_slots} slots, got plan.n_slots={plan.n_slots}"
             )
         for k, r in enumerate(self.routing):
             if r.shape[0] != len(plan.assignment):
                 raise ValueError(
-                    f"routing[{k}] has {r.shape[0]} agents but the plan has {len(plan.assignment)}"
+                    f"plan.assignment must have one slot per agent of routing[{k}] ({r.shape[0]}), got "
+                    f"plan.assignment={list(plan.assignment)}"
                 )
         rows = sorted({op.dst for op in plan.operations})
         if rows:

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hetplug._checks import check_choice, check_int, check_range
+from hetplug._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_int_sequence,
+    check_number_sequence,
+    check_range,
+)
 from hetplug.spatial.weights import TRANSFORMATIONS
 
 
-def _check_pair(name: str, value: tuple[float, float]) -> None:
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ValueError(f"{name} must be a (start, end) pair, got {name}={value!r}")
-    for v in value:
-        check_range(name, v)
+def _check_pair(name: str, value: tuple[float, float]) -> tuple[float, float]:
+    return check_number_sequence(name, value, length=2)  # (start, end)
 
 
 @dataclass
@@ -124,9 +128,14 @@ class SHEPConfig:
     ``ceil(credit)`` episodes (so a batch of one episode can be copied)."""
 
     def __post_init__(self) -> None:
-        self.grid_low = tuple(self.grid_low)
-        self.grid_high = tuple(self.grid_high)
-        self.grid_shape = tuple(self.grid_shape)
+        self.grid_shape = check_int_sequence("grid_shape", self.grid_shape, low=1)
+        self.grid_low = check_number_sequence("grid_low", self.grid_low, length=len(self.grid_shape))
+        self.grid_high = check_number_sequence("grid_high", self.grid_high, length=len(self.grid_shape))
+        if any(h <= lo for lo, h in zip(self.grid_low, self.grid_high, strict=True)):
+            raise ValueError(
+                f"grid_high must exceed grid_low in every dimension, got grid_high={self.grid_high!r} "
+                f"with grid_low={self.grid_low!r}"
+            )
         check_choice("contiguity", self.contiguity, ("rook", "queen"))
         check_choice("moran_transformation", self.moran_transformation, TRANSFORMATIONS)
         for name in ("alpha", "beta", "eta", "kappa", "lambda_delta", "lambda_moran", "her_reward"):
@@ -136,6 +145,7 @@ class SHEPConfig:
         check_range("eps", self.eps, 0.0)
         check_int("delta_window", self.delta_window, 1)
         check_int("action_bins", self.action_bins, 1)
+        check_range("action_low", self.action_low)
         check_range("action_high", self.action_high, self.action_low, low_open=True)
         check_choice("priority_form", self.priority_form, ("sum", "product"))
         check_range("is_beta", self.is_beta, 0.0)
@@ -144,14 +154,13 @@ class SHEPConfig:
         if self.max_probability is not None:
             check_range("max_probability", self.max_probability, 0.0, 1.0, low_open=True)
         check_choice("weight_normalization", self.weight_normalization, ("max", "batch", "none"))
-        _check_pair("intrinsic_delta_coef", self.intrinsic_delta_coef)
-        _check_pair("intrinsic_moran_coef", self.intrinsic_moran_coef)
+        self.intrinsic_delta_coef = _check_pair("intrinsic_delta_coef", self.intrinsic_delta_coef)
+        self.intrinsic_moran_coef = _check_pair("intrinsic_moran_coef", self.intrinsic_moran_coef)
         check_int("intrinsic_anneal_steps", self.intrinsic_anneal_steps, 0)
         check_range("her_moran_threshold", self.her_moran_threshold)
         check_int("her_min_length", self.her_min_length, 1)
         check_choice("her_relabel", self.her_relabel, ("final", "segment"))
         check_range("her_max_fraction", self.her_max_fraction, 0.0, 1.0)
         for name in ("spatial_priority", "intrinsic_reward", "group_her", "her_reward_relative",
-                     "her_rising_advantage", "her_only_failed", "normalize_entropies"):  # fmt: skip
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, got {name}={getattr(self, name)!r}")
+                     "her_rising_advantage", "her_only_failed", "normalize_entropies", "check_inputs"):  # fmt: skip
+            check_bool(name, getattr(self, name))

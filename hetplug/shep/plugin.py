@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from hetplug._checks import check_int, check_range, check_values
 from hetplug.hookspecs import hookimpl
 from hetplug.replay.per import check_td_update, priority_metrics, validate_update
 from hetplug.replay.sampler import PrioritizedSampler, SamplerConfig
@@ -25,8 +26,28 @@ from hetplug.shep import group_her, scoring
 from hetplug.shep.config import SHEPConfig
 from hetplug.shep.episodes import episode_index, episode_lengths, episode_start
 from hetplug.spatial import CellPartition, GridCells, bin_actions
-from hetplug.state import read_versioned, versioned
-from hetplug.types import CollectedResult, HostSpec, SampleResult, TrajectoryBatch
+from hetplug.state import (
+    counter,
+    read_versioned,
+    require_keys,
+    state_counter,
+    state_tensor,
+    versioned,
+)
+from hetplug.types import (
+    CollectedResult,
+    HostSpec,
+    SampleResult,
+    TrajectoryBatch,
+    check_batch,
+    check_max_steps,
+    check_reconfigure,
+    require_configured,
+)
+
+#: what SHEPPlugin.state_dict() holds besides its format version (format 0 lacks the
+#: per-episode tables "episode", "step_mass", "episodes" and "min_mass")
+STATE_KEYS = ("sampler", "shift", "cohesion", "mask", "max_td", "env_steps")
 
 
 class SHEPPlugin:
@@ -48,6 +69,10 @@ class SHEPPlugin:
     def __init__(self, config: SHEPConfig | None = None, cells: CellPartition | None = None) -> None:
         self.config = config or SHEPConfig()
         c = self.config
+        if cells is not None and not isinstance(cells, CellPartition):
+            raise TypeError(
+                f"cells must be a hetplug.spatial.CellPartition, got cells={type(cells).__name__}"
+            )
         self.cells = cells or GridCells(c.grid_low, c.grid_high, c.grid_shape, contiguity=c.contiguity)
         self.spec: HostSpec | None = None
         self.sampler: PrioritizedSampler | None = None
@@ -58,8 +83,9 @@ class SHEPPlugin:
     # ------------------------------------------------------------------ hooks
     @hookimpl
     def hetplug_configure(self, spec: HostSpec) -> None:
+        if check_reconfigure(self.spec, spec, "shep"):
+            return  # configured with this very spec already
         c = self.config
-        self.spec = spec
         # The sampler draws rows by the sum of their episodes' masses; SHEP applies the
         # priority exponent to each episode itself (alpha 1 here).
         sampler_cfg = SamplerConfig(
@@ -72,6 +98,7 @@ class SHEPPlugin:
             check_inputs=c.check_inputs,
         )
         self.sampler = PrioritizedSampler(spec.capacity, sampler_cfg, device=spec.device)
+        self.spec = spec
         shape = (spec.capacity, spec.max_steps)
         self._shift = torch.zeros(shape, device=spec.device)  # lambda_D |Delta delta| inputs
         self._cohesion = torch.zeros(shape, device=spec.device)  # max(0, I)
@@ -91,10 +118,43 @@ class SHEPPlugin:
         self._max_td = torch.ones((), device=spec.device)
         self._reward_scale = torch.zeros((), device=spec.device)
 
+    def _value_checks(self, batch: TrajectoryBatch) -> list[tuple]:
+        """The value checks of a batch's fields that SHEP reads (for one fused check)."""
+        c = self.config
+        checks: list[tuple] = [
+            ("batch.positions", batch.positions, "finite", None),
+            ("batch.alive", batch.alive, "finite_nonnegative", None),
+            ("batch.opponent_positions", batch.opponent_positions, "finite", None),
+            ("batch.opponent_alive", batch.opponent_alive, "finite_nonnegative", None),
+            ("batch.reward", batch.reward, "finite", None),
+            ("batch.td_error", batch.td_error, "finite", None),
+        ]
+        for name in ("actions", "opponent_actions"):
+            actions = getattr(batch, name)
+            if c.beta == 0 or actions is None:
+                continue
+            if actions.is_floating_point():
+                checks.append((f"batch.{name}", actions, "finite", None))
+            elif self.spec.n_actions is not None:
+                checks.append((f"batch.{name}", actions, "below", self.spec.n_actions))
+        return checks
+
+    def _check_batch(self, batch: TrajectoryBatch) -> None:
+        """Types and required fields (free), then, with ``check_inputs``, the values of the
+        fields SHEP reads in one fused check (one host synchronisation)."""
+        check_batch(batch, "shep")
+        if batch.positions is None:
+            raise ValueError("SHEP needs TrajectoryBatch.positions [B, T, N, D]; the host gave none")
+        if self.config.check_inputs:
+            check_values(self._value_checks(batch))
+
     @hookimpl
-    def hetplug_trajectories_collected(self, batch: TrajectoryBatch) -> CollectedResult:
+    def hetplug_trajectories_collected(self, batch: TrajectoryBatch) -> CollectedResult | None:
         c = self.config
         sampler = self._require_sampler()
+        self._check_batch(batch)
+        if batch.batch_size == 0:
+            return None  # an empty batch is a no-op
         if self.spec.rollout_storage:
             sampler.clear()  # the host stores only this collection
         desc, delta, start = self._descriptors(batch)
@@ -155,20 +215,24 @@ class SHEPPlugin:
     @hookimpl
     def hetplug_replay_add(self, batch: TrajectoryBatch) -> torch.Tensor:
         sampler = self._require_sampler()
+        check_batch(batch, "shep")
         t_max = self.spec.max_steps
-        if batch.max_steps > t_max:
-            raise ValueError(f"batch has {batch.max_steps} steps, more than max_steps={t_max}")
+        check_max_steps(batch, self.spec)
         if batch.batch_size > self.spec.capacity:
             raise ValueError(
-                f"batch of {batch.batch_size} trajectories exceeds capacity={self.spec.capacity}"
+                f"batch.batch_size must be <= capacity={self.spec.capacity}, got batch.batch_size={batch.batch_size}"
             )
+        if batch.positions is None:
+            raise ValueError("SHEP needs TrajectoryBatch.positions [B, T, N, D]; the host gave none")
+        if batch.batch_size == 0:
+            return torch.zeros(0, dtype=torch.long, device=sampler.device)  # a no-op
         desc, delta, start = self._descriptors(batch)
         pad = (0, t_max - batch.max_steps)
         shift = torch.nn.functional.pad(
             scoring.temporal_change(delta, self.config.delta_window, start).abs(), pad
         )
         cohesion = torch.nn.functional.pad(desc.moran.clamp_min(0), pad)
-        mask = torch.nn.functional.pad(batch.mask.bool(), pad)
+        mask = torch.nn.functional.pad(batch.mask, pad)
         episode = episode_index(batch.done, batch.mask.shape, batch.device)
         episode = torch.nn.functional.pad(episode, pad, value=0).clamp_max(t_max - 1)
         if batch.td_error is not None:
@@ -178,7 +242,10 @@ class SHEPPlugin:
         shift, cohesion = shift.to(self._shift.dtype), cohesion.to(self._cohesion.dtype)
         tactical, tables = self._derive(shift, cohesion, mask, episode)
         masses = self._masses(td, tactical, tables, episode)
-        indices = sampler.add(masses.row)  # validates the priorities before anything changes
+        row = sampler._check_priorities(masses.row)
+        if self.config.check_inputs:  # the batch and the priorities: one fused check
+            check_values([*self._value_checks(batch), ("priorities", row, "finite_nonnegative", None)])
+        indices = sampler._append(row)
         self._store(indices, masses, tables)
         self._shift[indices] = shift
         self._cohesion[indices] = cohesion
@@ -197,6 +264,7 @@ class SHEPPlugin:
         and a step of it uniformly; IS weights of eq. (7) per episode, over the stored
         episodes (N the number of stored episodes, normalised as configured)."""
         sampler = self._require_sampler()
+        check_int("batch_size", batch_size, 1)
         c = self.config
         beta = sampler.beta  # the exponent this draw uses (the draw advances the schedule)
         rows = sampler.draw(batch_size, generator)
@@ -235,7 +303,7 @@ class SHEPPlugin:
         c = self.config
         td, idx = check_td_update(sampler, indices, td_error, mask, self.spec.max_steps)
         if idx.numel() == 0:
-            return torch.zeros(0, dtype=torch.float64, device=sampler.device)
+            return torch.zeros(0, dtype=torch.float64, device=sampler.device)  # a no-op
         # Checked below with everything else (one synchronisation); until then no index
         # may read outside the tables.
         rows = idx.clamp(0, self.spec.capacity - 1) if c.check_inputs else idx
@@ -252,7 +320,7 @@ class SHEPPlugin:
         masses = self._masses(td, self._tactical.index_select(0, rows), tables, episode)
         td_max = (td * valid).amax()  # NaN if any TD is (a NaN or inf anywhere makes one)
         negative = c.spatial_priority and min(c.lambda_delta, c.lambda_moran) < 0
-        validate_update(sampler, idx, td, masses.row, td_max, signed=negative)
+        validate_update(sampler, idx, td, masses.row, td_max, signed=negative, td_error=td_error)
         sampler.update(idx, masses.row, validate=False)
         self._store(idx, masses, tables)
         self._max_td = torch.maximum(self._max_td, td_max)
@@ -260,6 +328,7 @@ class SHEPPlugin:
 
     @hookimpl
     def hetplug_after_update(self, update: int) -> dict[str, Any]:
+        check_int("update", update, 0)
         return priority_metrics("shep", self._require_sampler())
 
     # ------------------------------------------------------------------ helpers
@@ -314,6 +383,7 @@ class SHEPPlugin:
             n_actions=self._n_actions(batch.actions) if c.beta != 0 else None,
             transformation=c.moran_transformation,
             normalize=c.normalize_entropies,
+            check=False,  # validated by _check_batch (check_inputs)
         )
         score_self = scoring.situation_score(own, c.alpha, c.beta, c.eta)
         score_opp = None
@@ -332,6 +402,7 @@ class SHEPPlugin:
                 else None,
                 transformation=c.moran_transformation,
                 normalize=c.normalize_entropies,
+                check=False,
             )
             score_opp = scoring.situation_score(opp, c.alpha, c.beta, c.eta)
         return own, scoring.advantage(score_self, score_opp, c.kappa)
@@ -342,7 +413,7 @@ class SHEPPlugin:
         if actions.is_floating_point():  # continuous [B, T, N, A] -> joint bins [B, T, N]
             c = self.config
             a = actions.shape[-1]
-            return bin_actions(actions, [c.action_low] * a, [c.action_high] * a, c.action_bins)
+            return bin_actions(actions, [c.action_low] * a, [c.action_high] * a, c.action_bins, check=False)
         return actions.long()
 
     def _n_actions(self, actions: torch.Tensor | None) -> int:
@@ -388,8 +459,7 @@ class SHEPPlugin:
             self._episodes.index_put_((slots,), tables.count)
 
     def _require_sampler(self) -> PrioritizedSampler:
-        if self.sampler is None:
-            raise RuntimeError("the shep plugin is not configured: call hook.hetplug_configure(spec) first")
+        require_configured(self.sampler, "shep")
         return self.sampler
 
     # ------------------------------------------------------------------ checkpoint
@@ -407,39 +477,74 @@ class SHEPPlugin:
                 "episodes": self._episodes.clone(),
                 "min_mass": self._min_mass.clone(),
                 "max_td": self._max_td.clone(),
-                "env_steps": int(self.env_steps),
+                "env_steps": counter(self.env_steps),
                 "her_credit": self.her_credit,
                 "reward_scale": self._reward_scale.clone(),
             }
         )
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        state = read_versioned(state, "shep")
+    def check_state(self, state: Any) -> dict[str, Any]:
+        """Validate a :meth:`state_dict` (keys, shapes, dtypes, values) without changing
+        anything; returns what :meth:`load_state_dict` assigns."""
         sampler = self._require_sampler()
-        if tuple(state["shift"].shape) != tuple(self._shift.shape):
-            raise ValueError(
-                f"saved SHEP state has shape {tuple(state['shift'].shape)}, this host has "
-                f"{tuple(self._shift.shape)} (capacity, max_steps)"
-            )
-        sampler.load_state_dict(state["sampler"])
-        self._shift.copy_(state["shift"])
-        self._cohesion.copy_(state["cohesion"])
-        self._mask.copy_(state["mask"])
-        self._episode.copy_(state.get("episode", torch.zeros_like(self._episode)))
-        self._max_td = state["max_td"].to(self._max_td.device).clone()
-        self.env_steps = int(state["env_steps"])
-        self.her_credit = float(state.get("her_credit", 0.0))
-        self._reward_scale = state.get("reward_scale", torch.zeros(())).to(self._max_td.device).clone()
+        state = require_keys("shep", read_versioned(state, "shep"), STATE_KEYS)
+        cap, t = self.spec.capacity, self.spec.max_steps
+        new_sampler = sampler.check_state(state["sampler"])
+        new = {
+            "shift": state_tensor("shep", state, "shift", [cap, t], check="finite"),
+            "cohesion": state_tensor("shep", state, "cohesion", [cap, t], check="finite_nonnegative"),
+            "mask": state_tensor("shep", state, "mask", [cap, t], "bool"),
+            "max_td": state_tensor("shep", state, "max_td", [], check="finite_nonnegative"),
+        }
+        if "episode" in state:
+            new["episode"] = state_tensor("shep", state, "episode", [cap, t], "integer")
+            check_values([("shep state['episode']", new["episode"], "below", t)])
+        tables = ("step_mass", "episodes", "min_mass")
+        if any(k in state for k in tables):
+            require_keys("shep", state, tables)
+            new["step_mass"] = state_tensor("shep", state, "step_mass", [cap, t], check="finite_nonnegative")
+            new["episodes"] = state_tensor("shep", state, "episodes", [cap], check="finite_nonnegative")
+            new["min_mass"] = state_tensor("shep", state, "min_mass", [cap], check="nonnegative")
+            if "episode_mass" in state:
+                new["episode_mass"] = state_tensor(
+                    "shep", state, "episode_mass", [cap, t], check="finite_nonnegative"
+                )
+        env_steps = state_counter("shep", state, "env_steps", sampler.device)
+        her_credit = state.get("her_credit", 0.0)
+        check_range("shep state['her_credit']", her_credit)
+        if "reward_scale" in state:
+            new["reward_scale"] = state_tensor("shep", state, "reward_scale", [], check="finite_nonnegative")
+        new.update(sampler=new_sampler, env_steps=env_steps, her_credit=float(her_credit))
+        return new
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`: validated whole first (keys, shapes, dtypes, values),
+        then assigned, so on any error the plugin is exactly as before."""
+        new = self.check_state(state)
+        sampler = self.sampler
+        device = self._max_td.device
+        sampler._assign_state(new["sampler"])
+        self._shift.copy_(new["shift"])
+        self._cohesion.copy_(new["cohesion"])
+        self._mask.copy_(new["mask"])
+        self._episode.copy_(new.get("episode", torch.zeros_like(self._episode)))
+        self._max_td = new["max_td"].to(device, self._max_td.dtype).clone()
+        self.env_steps = new["env_steps"]
+        self.her_credit = new["her_credit"]
+        self._reward_scale = (
+            new.get("reward_scale", torch.zeros(())).to(device, self._reward_scale.dtype).clone()
+        )
+        self._last_descriptors = None
         tactical, tables = self._derive(self._shift, self._cohesion, self._mask, self._episode)
         self._tactical.copy_(tactical)
         self._share.copy_(tables.share)
         self._absent.copy_(tables.absent)
-        if "step_mass" in state:
-            self._step_mass.copy_(state["step_mass"])
-            self._episodes.copy_(state["episodes"])
-            self._min_mass.copy_(state["min_mass"])
-            if "episode_mass" in state:
-                self._ep_mass.copy_(state["episode_mass"])
+        if "step_mass" in new:
+            self._step_mass.copy_(new["step_mass"])
+            self._episodes.copy_(new["episodes"])
+            self._min_mass.copy_(new["min_mass"])
+            if "episode_mass" in new:
+                self._ep_mass.copy_(new["episode_mass"])
             else:  # saved before it was kept: a step's mass over its share
                 share = self._share
                 self._ep_mass.copy_(torch.where(share > 0, self._step_mass / share.clamp_min(1e-300), 0.0))

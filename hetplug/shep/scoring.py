@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import torch
 
+from hetplug._checks import check_bool, check_choice, check_int, check_tensor, check_values
 from hetplug.spatial import CellPartition, action_diversity_entropy, morans_i, occupancy_entropy
 
 
@@ -29,24 +30,45 @@ def describe(
     n_actions: int | None = None,
     transformation: str = "r",
     normalize: bool = False,
+    check: bool = True,
 ) -> Descriptors:
     """H_occ (eq. 1), H_div and Moran's I (eq. 2) of a group at every step.
 
     Args:
         positions: ``[..., N, D]`` positions (e.g. ``[B, T, N, D]``).
-        alive: ``[..., N]`` mask of agents in play.
+        alive: ``[..., N]`` mask of agents in play (or non-negative weights).
         actions: ``[..., N]`` discrete actions; None gives H_div = 0.
         n_actions: number of discrete actions (required with ``actions``).
+        check: refuse NaN or inf positions, actions outside ``[0, n_actions)`` and
+            negative ``alive`` weights, in one host synchronisation; False for callers that
+            validated them (the ``shep`` plugin, under its ``check_inputs``).
     """
-    density = cells.density(positions, alive)
-    h_occ = occupancy_entropy(density, normalize=normalize)
-    moran = morans_i(density, cells.weights, transformation)
+    if not isinstance(cells, CellPartition):
+        raise TypeError(f"cells must be a hetplug.spatial.CellPartition, got cells={type(cells).__name__}")
+    check_tensor("positions", positions, dtype="real")
+    check_choice("transformation", transformation, ("r", "b", "o"))
+    check_bool("normalize", normalize)
+    if actions is not None:
+        if n_actions is None:
+            raise ValueError("n_actions is required to compute action diversity, got n_actions=None")
+        check_int("n_actions", n_actions, 1)
+        check_tensor("actions", actions, dtype="integer")
+    if check:
+        check_values(
+            [
+                ("positions", positions, "finite", None),
+                ("alive", alive, "finite_nonnegative", None),
+                ("actions", actions, "below", n_actions),
+            ]
+        )
+    density = cells.density(positions, alive, check=False)
+    h_occ = occupancy_entropy(density, normalize=normalize, check=False)
+    moran = morans_i(density, cells.weights, transformation, check=False)
     if actions is None:
         h_div = torch.zeros_like(h_occ)
     else:
-        if n_actions is None:
-            raise ValueError("n_actions is required to compute action diversity")
-        h_div = action_diversity_entropy(actions, n_actions, alive=alive, normalize=normalize).to(h_occ.dtype)
+        h_div = action_diversity_entropy(actions, n_actions, alive=alive, normalize=normalize, check=False)
+        h_div = h_div.to(h_occ.dtype)
     return Descriptors(h_occ, h_div, moran)
 
 

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from hetplug._checks import check_int
+from hetplug._checks import check_bool, check_choice, check_int, check_range
 
 
 def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
@@ -26,13 +26,26 @@ def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
 
 def _check_features(name: str, x: torch.Tensor, features: int, min_dim: int = 2) -> None:
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {name}={type(x).__name__}")
+    if x.is_complex():
+        raise TypeError(f"{name} must be a real tensor, got {name} of dtype {x.dtype}")
     if x.dim() < min_dim:
         raise ValueError(
-            f"{name} must have at least {min_dim} dims [..., n, {features}], got shape {tuple(x.shape)}"
+            f"{name} must have at least {min_dim} dims [..., n, {features}], got {name} of shape {tuple(x.shape)}"
         )
     if x.shape[-1] != features:
-        raise ValueError(f"{name} has {x.shape[-1]} features in its last dim, expected {features}")
+        raise ValueError(
+            f"{name} must have {features} features in its last dim, got {name} of shape {tuple(x.shape)}"
+        )
+
+
+def _as_input(name: str, x: torch.Tensor, features: int, module: nn.Module, min_dim: int = 2) -> torch.Tensor:
+    """``x`` checked and cast to the dtype of ``module``'s parameters: integer, bool, half
+    or double inputs mean their values (a bool observation is 0 or 1), so they are cast;
+    a complex tensor, or anything that is not a tensor, is refused naming its type."""
+    _check_features(name, x, features, min_dim)
+    dtype = next(module.parameters()).dtype
+    return x if x.dtype == dtype else x.to(dtype)
 
 
 class LatentNet(nn.Module):
@@ -58,6 +71,9 @@ class LatentNet(nn.Module):
         check_int("obs_dim", obs_dim, 1)
         check_int("hidden_state_dim", hidden_state_dim, 0)
         check_int("latent_dim", latent_dim, 1)
+        check_int("hidden", hidden, 1)
+        check_range("min_std", min_std, 0.0, low_open=True)
+        check_bool("zero_inputs", zero_inputs)
         self.obs_dim, self.hidden_state_dim, self.latent_dim = obs_dim, hidden_state_dim, latent_dim
         self.min_std = min_std
         self.zero_inputs = zero_inputs
@@ -66,15 +82,17 @@ class LatentNet(nn.Module):
     def forward(
         self, obs: torch.Tensor, hidden_state: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mu, sigma)``, each ``[..., n, L]``."""
-        _check_features("obs", obs, self.obs_dim)
+        """``(mu, sigma)``, each ``[..., n, L]``. Integer, bool, half or double inputs are
+        cast to the network's dtype."""
+        obs = _as_input("obs", obs, self.obs_dim, self)
         x = obs
         if self.hidden_state_dim:
             if hidden_state is None:
                 raise ValueError(
-                    f"hidden_state [..., n, {self.hidden_state_dim}] is required (hidden_state_dim > 0)"
+                    f"hidden_state [..., n, {self.hidden_state_dim}] is required (hidden_state_dim > 0), "
+                    "got hidden_state=None"
                 )
-            _check_features("hidden_state", hidden_state, self.hidden_state_dim)
+            hidden_state = _as_input("hidden_state", hidden_state, self.hidden_state_dim, self)
             x = torch.cat([obs, hidden_state.expand(*obs.shape[:-1], -1)], -1)
         if self.zero_inputs:
             x = torch.zeros_like(x)
@@ -141,14 +159,14 @@ class HeteLayer(nn.Module):
 
     def generate(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(w [..., in, out], b [..., out])`` for latents ``[..., L]``."""
-        _check_features("latent", latent, self.latent_dim, min_dim=1)
+        latent = _as_input("latent", latent, self.latent_dim, self, min_dim=1)
         d = self.decoder(latent)
         w = self.w_decoder(d).unflatten(-1, (self.in_features, self.out_features))
         return w, self.b_decoder(d)
 
     def forward(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        _check_features("x", x, self.in_features)
-        _check_features("latent", latent, self.latent_dim, min_dim=1)
+        x = _as_input("x", x, self.in_features, self)
+        latent = _as_input("latent", latent, self.latent_dim, self, min_dim=1)
         lead_x, lead_l = x.shape[:-1], latent.shape[:-1]
         try:
             lead = torch.broadcast_shapes(lead_x, lead_l)
@@ -220,8 +238,7 @@ class InferenceNet(nn.Module):
         pooling: str = "concat",
     ) -> None:
         super().__init__()
-        if pooling not in ("concat", "mean"):
-            raise ValueError(f"pooling must be 'concat' or 'mean', got pooling={pooling!r}")
+        check_choice("pooling", pooling, ("concat", "mean"))
         check_int("global_obs_dim", global_obs_dim, 0)
         check_int("latent_dim", latent_dim, 1)
         self.pooling, self.latent_dim, self.global_obs_dim = pooling, latent_dim, global_obs_dim
@@ -240,9 +257,9 @@ class InferenceNet(nn.Module):
 
     def forward(self, global_obs: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """``global_obs [..., G]``, ``mu, sigma [..., n, L]`` -> ``V_I [...]``."""
-        _check_features("mu", mu, self.latent_dim)
-        _check_features("sigma", sigma, self.latent_dim)
-        _check_features("global_obs", global_obs, self.global_obs_dim, min_dim=1)
+        mu = _as_input("mu", mu, self.latent_dim, self)
+        sigma = _as_input("sigma", sigma, self.latent_dim, self)
+        global_obs = _as_input("global_obs", global_obs, self.global_obs_dim, self, min_dim=1)
         if self.pooling == "concat":
             if mu.shape[-2] != self.n_agents:
                 raise ValueError(
@@ -283,16 +300,32 @@ class SHPPOActor(nn.Module):
         zero_latents: bool = False,
     ) -> None:
         super().__init__()
+        for name, v in (
+            ("obs_dim", obs_dim),
+            ("out_dim", out_dim),
+            ("hidden", hidden),
+            ("latent_dim", latent_dim),
+        ):
+            check_int(name, v, 1)
         check_int("trunk_layers", trunk_layers, 1)
+        check_bool("rnn", rnn)
+        check_bool("zero_latents", zero_latents)
         self.obs_dim, self.out_dim, self.hidden, self.latent_dim = obs_dim, out_dim, hidden, latent_dim
         self.zero_latents = zero_latents
         sizes = [obs_dim] + [hidden] * trunk_layers
         if isinstance(hete_position, int) and not isinstance(hete_position, bool):
             if not 0 <= hete_position < trunk_layers:
-                raise ValueError(f"hete_position={hete_position} must be in [0, {trunk_layers}) or a name")
+                raise ValueError(
+                    f"hete_position must be 'after_trunk', 'head' or a trunk index in [0, {trunk_layers}), "
+                    f"got hete_position={hete_position!r}"
+                )
+        elif not isinstance(hete_position, str):
+            raise TypeError(
+                f"hete_position must be 'after_trunk', 'head' or a trunk index, got hete_position={hete_position!r}"
+            )
         elif hete_position not in ("after_trunk", "head"):
             raise ValueError(
-                f"hete_position must be 'after_trunk', 'head' or a trunk index, got {hete_position!r}"
+                f"hete_position must be 'after_trunk', 'head' or a trunk index, got hete_position={hete_position!r}"
             )
         self.hete_position = hete_position
         self.trunk = nn.ModuleList(
@@ -314,8 +347,9 @@ class SHPPOActor(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One step: ``obs [..., n, O]``, ``latent [..., n, L]`` (detach it for the actor loss,
         eq. 13), ``hidden_state [..., n, H]`` (h^{t-1}; zeros when None)
-        -> ``(out [..., n, out_dim], h^t or None without a GRU)``."""
-        _check_features("obs", obs, self.obs_dim)
+        -> ``(out [..., n, out_dim], h^t or None without a GRU)``. Integer, bool, half or
+        double inputs are cast to the network's dtype."""
+        obs = _as_input("obs", obs, self.obs_dim, self)
         latent = self._latent(latent)
         x = self._trunk(obs, latent)
         h_next = None
@@ -336,7 +370,7 @@ class SHPPOActor(nn.Module):
         (bool, broadcasting to ``[..., T, n, 1]``: h is zeroed before step t where true, an
         episode start) -> ``(out [..., T, n, out_dim], h^t after each step [..., T, n, H]
         or None)``. Equals calling :meth:`forward` step by step (tested)."""
-        _check_features("obs", obs, self.obs_dim, min_dim=3)
+        obs = _as_input("obs", obs, self.obs_dim, self, min_dim=3)
         latent = self._latent(latent)
         x = self._trunk(obs, latent)  # the layers around the GRU see every step at once
         h_all = None
@@ -355,6 +389,7 @@ class SHPPOActor(nn.Module):
         return self._head(x, latent), h_all
 
     def _latent(self, latent: torch.Tensor) -> torch.Tensor:
+        latent = _as_input("latent", latent, self.latent_dim, self, min_dim=1)
         return torch.zeros_like(latent) if self.zero_latents else latent
 
     def _trunk(self, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
@@ -366,7 +401,7 @@ class SHPPOActor(nn.Module):
     def _gru(self, x: torch.Tensor, hidden_state: torch.Tensor | None) -> torch.Tensor:
         if hidden_state is None:
             hidden_state = x.new_zeros(*x.shape[:-1], self.hidden)
-        _check_features("hidden_state", hidden_state, self.hidden)
+        hidden_state = _as_input("hidden_state", hidden_state, self.hidden, self)
         hidden_state = hidden_state.expand(*x.shape[:-1], self.hidden)
         return self.rnn(x.reshape(-1, self.hidden), hidden_state.reshape(-1, self.hidden)).view_as(x)
 

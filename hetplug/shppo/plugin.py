@@ -23,12 +23,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from hetplug._checks import check_choice, check_int, check_range
+from hetplug._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_range,
+    check_tensor,
+    raise_problems,
+    tensor_problems,
+)
 from hetplug.hookspecs import hookimpl
 from hetplug.shppo.losses import discounted_returns, inference_loss, latent_loss
 from hetplug.shppo.modules import InferenceNet, LatentNet
-from hetplug.state import read_versioned, versioned
-from hetplug.types import HostObjects, HostSpec, TrajectoryBatch
+from hetplug.state import (
+    check_module_state,
+    check_optimizer_state,
+    read_versioned,
+    require_keys,
+    snapshot,
+    versioned,
+)
+from hetplug.types import HostObjects, HostSpec, TrajectoryBatch, check_batch, check_reconfigure
 
 #: Table V's discount, used when neither the options nor the host give one
 PAPER_GAMMA = 0.95
@@ -79,6 +94,10 @@ class SHPPOConfig:
     config carries its own size (BenchMARL's ``hetplug_shppo``) check that the two agree."""
     decoder_hidden: int = 64
     """Width of the HeteLayer's decoder (Table IV: 64), likewise."""
+    check_inputs: bool = True
+    """Refuse NaN or inf observations, states, rewards and returns before any optimiser
+    step, and skip a batch without a valid step (one host synchronisation per update);
+    False once a pipeline is trusted."""
 
     def __post_init__(self) -> None:
         for name in ("lambda_e", "lambda_d"):
@@ -93,9 +112,9 @@ class SHPPOConfig:
             check_range("gamma", self.gamma, 0.0, 1.0)
         if self.max_grad_norm is not None:
             check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
-        for name in ("value_loss", "entropy_loss", "distance_loss", "zero_latent_inputs", "zero_latents"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, got {name}={getattr(self, name)!r}")
+        for name in ("value_loss", "entropy_loss", "distance_loss", "zero_latent_inputs", "zero_latents",
+                     "check_inputs"):  # fmt: skip
+            check_bool(name, getattr(self, name))
 
 
 class SHPPOPlugin:
@@ -116,16 +135,20 @@ class SHPPOPlugin:
     def bind(self, latent_net: LatentNet) -> None:
         """Give the plugin the LatentNet the host's actor uses (adapters do this)."""
         if not isinstance(latent_net, LatentNet):
-            raise ValueError(f"latent_net must be a hetplug.shppo.LatentNet, got {type(latent_net).__name__}")
+            raise TypeError(
+                f"latent_net must be a hetplug.shppo.LatentNet, got latent_net={type(latent_net).__name__}"
+            )
         self.latent_net = latent_net
         self._latent_opt = torch.optim.Adam(latent_net.parameters(), lr=self.config.latent_lr)
 
     @hookimpl
     def hetplug_configure(self, spec: HostSpec) -> None:
-        self.spec = spec
+        if check_reconfigure(self.spec, spec, "shppo"):
+            return  # configured with this very spec already
         host_gamma = spec.extra.get("gamma")
         if host_gamma is not None:
-            check_range("the host's gamma (HostSpec.extra['gamma'])", float(host_gamma), 0.0, 1.0)
+            check_range("HostSpec.extra['gamma']", host_gamma, 0.0, 1.0)
+        self.spec = spec
 
     @property
     def gamma(self) -> float:
@@ -137,6 +160,8 @@ class SHPPOPlugin:
 
     @hookimpl
     def hetplug_bind(self, host: HostObjects) -> None:
+        if not isinstance(host, HostObjects):
+            raise TypeError(f"host must be a hetplug.HostObjects, got host={host!r}")
         if host.latent_net is None:
             raise ValueError(
                 "the shppo plugin needs the host's LatentNet (HostObjects.latent_net): build the "
@@ -144,36 +169,77 @@ class SHPPOPlugin:
             )
         self.bind(host.latent_net)
 
-    def _build_inference(self, global_obs_dim: int, n_agents: int, device: torch.device) -> InferenceNet:
+    def _new_inference(
+        self, global_obs_dim: int, n_agents: int | None, device: torch.device
+    ) -> tuple[InferenceNet, torch.optim.Optimizer]:
         c = self.config
         net = InferenceNet(global_obs_dim, self.latent_net.latent_dim, n_agents, c.hidden, c.pooling).to(
             device
         )
-        self.inference = net
-        self._inference_opt = torch.optim.Adam(net.parameters(), lr=c.inference_lr)
-        return net
+        return net, torch.optim.Adam(net.parameters(), lr=c.inference_lr)
+
+    def _batch_inputs(self, batch: TrajectoryBatch) -> tuple[torch.Tensor, ...]:
+        """``(obs, global_obs, hidden, returns)`` of a batch, types and shapes checked (free)."""
+        if batch.obs is None:
+            raise ValueError("the shppo plugin needs batch.obs [B, T, N, O], got batch.obs=None")
+        obs = batch.obs
+        if obs.dim() != 4:
+            raise ValueError(f"batch.obs must be [B, T, N, O], got batch.obs of shape {tuple(obs.shape)}")
+        global_obs = batch.state if batch.state is not None else obs.float().mean(-2)
+        hidden = batch.extra.get("hidden_state")
+        returns = batch.extra.get("returns")
+        if returns is not None:
+            check_tensor("batch.extra['returns']", returns, (2, 3), "real")
+            if returns.dim() == 3:
+                returns = returns.squeeze(-1)
+            if tuple(returns.shape) != tuple(batch.mask.shape):
+                raise ValueError(
+                    f"batch.extra['returns'] must be [B, T] = {list(batch.mask.shape)}, got "
+                    f"batch.extra['returns'] of shape {tuple(batch.extra['returns'].shape)}"
+                )
+        return obs, global_obs, hidden, returns
 
     @hookimpl
     def hetplug_auxiliary_losses(self, batch: TrajectoryBatch, update: int) -> dict[str, Any]:
+        """One step of each latent-side optimiser. Everything that can be refused (types,
+        shapes, with ``check_inputs`` NaN or inf inputs) is refused before either steps; a
+        batch with no trajectory, or (with ``check_inputs``) no valid step, is a no-op."""
         c = self.config
+        check_batch(batch, "shppo")
+        check_int("update", update, 0)
         if self.latent_net is None:
             raise RuntimeError(
                 "the shppo plugin has no LatentNet: call pm.get_plugin('shppo').bind(latent_net) "
                 "with the LatentNet your actor uses"
             )
-        if batch.obs is None:
-            raise ValueError("the shppo plugin needs batch.obs [B, T, N, O]")
-        obs = batch.obs
-        global_obs = batch.state if batch.state is not None else obs.mean(-2)
-        hidden = batch.extra.get("hidden_state")
-        returns = batch.extra.get("returns")
-        if returns is None:
-            returns = discounted_returns(batch.reward, batch.mask, self.gamma, batch.done)
-        elif returns.dim() == 3:
-            returns = returns.squeeze(-1)
+        obs, global_obs, hidden, returns = self._batch_inputs(batch)
+        if batch.batch_size == 0:
+            return {}
         mask = batch.mask
-        inference = self.inference or self._build_inference(global_obs.shape[-1], obs.shape[-2], obs.device)
+        if c.check_inputs:  # one host synchronisation: the values, and whether a step is valid
+            checks = [
+                ("batch.obs", obs, "finite", None),
+                ("batch.state", batch.state, "finite", None),
+                ("batch.reward", batch.reward, "finite", None),
+                ("batch.extra['returns']", returns, "finite", None),
+                ("batch.extra['hidden_state']", hidden, "finite", None),
+            ]
+            flag = tensor_problems(checks)
+            ok = (
+                torch.ones((), dtype=torch.bool, device=mask.device) if flag is None else flag.to(mask.device)
+            )
+            ok, any_valid = torch.stack([ok, mask.any()]).tolist()
+            raise_problems(torch.tensor(ok), checks)
+            if not any_valid:
+                return {}  # no valid step: nothing to learn from (documented no-op)
+        if returns is None:
+            returns = discounted_returns(batch.reward, mask, self.gamma, batch.done)
+        if self.inference is None:
+            inference, inference_opt = self._new_inference(global_obs.shape[-1], obs.shape[-2], obs.device)
+        else:
+            inference, inference_opt = self.inference, self._inference_opt
 
+        # Both losses first (every shape error surfaces before an optimiser steps).
         # 1. LatentNet on L_L (eq. 10); the InferenceNet's parameters are constants here.
         mu, sigma = self.latent_net(obs, hidden)
         latent = LatentNet.sample(mu, sigma)
@@ -181,10 +247,11 @@ class SHPPOPlugin:
             inference, global_obs, mu, sigma, latent, c.lambda_e, c.lambda_d, mask,
             c.value_loss, c.entropy_loss, c.distance_loss,
         )  # fmt: skip
-        self._step(self._latent_opt, loss_l, self.latent_net)
         # 2. InferenceNet on L_I (eq. 11) with the latents it was shown.
         loss_i = inference_loss(inference, global_obs, mu, sigma, returns.to(mu.dtype), mask)
-        self._step(self._inference_opt, loss_i, inference)
+        self.inference, self._inference_opt = inference, inference_opt
+        self._step(self._latent_opt, loss_l, self.latent_net)
+        self._step(inference_opt, loss_i, inference)
         out = {f"shppo/{k}": v for k, v in terms.items()}
         out["shppo/inference_loss"] = loss_i.detach()
         out["shppo/sigma_mean"] = sigma.detach().mean()
@@ -198,26 +265,59 @@ class SHPPOPlugin:
         opt.step()
 
     def state_dict(self) -> dict[str, Any]:
+        """A snapshot (copies, not the live tensors): training on after saving changes
+        nothing saved."""
         state: dict[str, Any] = versioned({})
         if self._latent_opt is not None:
-            state["latent_optimizer"] = self._latent_opt.state_dict()
+            state["latent_optimizer"] = snapshot(self._latent_opt.state_dict())
         if self.inference is not None:
             state["inference_args"] = (self.inference.global_obs_dim, self.inference.n_agents)
-            state["inference"] = self.inference.state_dict()
-            state["inference_optimizer"] = self._inference_opt.state_dict()
+            state["inference"] = snapshot(self.inference.state_dict())
+            state["inference_optimizer"] = snapshot(self._inference_opt.state_dict())
         return state
+
+    def check_state(self, state: Any) -> dict[str, Any]:
+        """Validate a :meth:`state_dict` without changing anything; returns what
+        :meth:`load_state_dict` assigns (a new InferenceNet and its optimiser)."""
+        where = "shppo"
+        state = read_versioned(state, where)
+        if ("latent_optimizer" in state or "inference" in state) and self.latent_net is None:
+            raise RuntimeError(
+                "bind the LatentNet before loading shppo state (pm.get_plugin('shppo').bind(net))"
+            )
+        if "latent_optimizer" in state:
+            check_optimizer_state(
+                f"{where} state['latent_optimizer']", self._latent_opt, state["latent_optimizer"]
+            )
+        net = opt = None
+        if "inference" in state:
+            require_keys(where, state, ("inference_args", "inference", "inference_optimizer"))
+            args = state["inference_args"]
+            if not isinstance(args, (tuple, list)) or len(args) != 2:
+                raise ValueError(
+                    f"{where} state['inference_args'] must be (global_obs_dim, n_agents), got {args!r}"
+                )
+            check_int(f"{where} state['inference_args'] global_obs_dim", args[0], 0)
+            if args[1] is not None:
+                check_int(f"{where} state['inference_args'] n_agents", args[1], 1)
+            device = next(self.latent_net.parameters()).device
+            net, opt = self._new_inference(args[0], args[1] or 1, device)
+            check_module_state(f"{where} state['inference']", net, state["inference"])
+            check_optimizer_state(f"{where} state['inference_optimizer']", opt, state["inference_optimizer"])
+            net.load_state_dict(state["inference"])
+            opt.load_state_dict(snapshot(state["inference_optimizer"]))  # torch would alias its tensors
+        return {
+            "latent_optimizer": state.get("latent_optimizer"),
+            "inference": net,
+            "inference_optimizer": opt,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores the InferenceNet and both optimisers; the LatentNet's weights are the host's
-        (saved with its model), bind it before loading."""
-        state = read_versioned(state, "shppo")
-        if "latent_optimizer" in state:
-            if self._latent_opt is None:
-                raise RuntimeError("bind the LatentNet before loading shppo state")
-            self._latent_opt.load_state_dict(state["latent_optimizer"])
-        if "inference" in state:
-            g, n = state["inference_args"]
-            device = next(self.latent_net.parameters()).device
-            net = self._build_inference(g, n or 1, device)
-            net.load_state_dict(state["inference"])
-            self._inference_opt.load_state_dict(state["inference_optimizer"])
+        (saved with its model), bind it before loading. Validated whole first (a model of
+        other dimensions, a truncated state): on any error the plugin is as before."""
+        new = self.check_state(state)
+        if new["latent_optimizer"] is not None:
+            self._latent_opt.load_state_dict(snapshot(new["latent_optimizer"]))
+        # saved before the first update (no InferenceNet yet): none after loading either
+        self.inference, self._inference_opt = new["inference"], new["inference_optimizer"]

@@ -12,7 +12,15 @@ from typing import Any
 
 import torch
 
-from hetplug._checks import check_choice, check_tensor
+from hetplug._checks import (
+    check_bool,
+    check_choice,
+    check_device,
+    check_int_sequence,
+    check_number_sequence,
+    check_tensor,
+    check_values,
+)
 from hetplug.spatial.weights import SpatialWeights
 
 
@@ -26,18 +34,31 @@ class CellPartition:
         """Cell ids ``[..., N]`` (int64 in ``[0, M)``) for positions ``[..., N, D]``."""
         raise NotImplementedError
 
-    def density(self, positions: torch.Tensor, alive: torch.Tensor | None = None) -> torch.Tensor:
+    def _assign_unchecked(self, positions: torch.Tensor) -> torch.Tensor:
+        """:meth:`assign` after :meth:`density` has checked the positions' values."""
+        return self.assign(positions)
+
+    def density(
+        self, positions: torch.Tensor, alive: torch.Tensor | None = None, check: bool = True
+    ) -> torch.Tensor:
         """Density field ``p_i = n_i / N`` over alive agents (SHEP 4.1).
 
         Args:
             positions: ``[..., N, D]`` agent positions.
-            alive: ``[..., N]`` bool or 0/1 mask; dead agents are not counted. Where no
-                agent is alive the density is all zeros.
+            alive: ``[..., N]`` bool mask or non-negative weights; dead agents are not
+                counted. Where no agent is alive the density is all zeros.
+            check: refuse NaN or inf positions and negative or non-finite ``alive`` weights
+                (one host synchronisation). Callers that validated them pass False.
 
         Returns:
             ``[..., M]`` floating densities that sum to 1 (or 0).
         """
-        cells = self.assign(positions)
+        check_tensor("positions", positions, dtype="real")
+        if alive is not None:
+            check_tensor("alive", alive, dtype="bool_or_real")
+        if check:
+            check_values([("positions", positions, "finite", None), ("alive", alive, "finite_nonnegative", None)])
+        cells = self._assign_unchecked(positions)
         dtype = positions.dtype if positions.is_floating_point() else torch.float32
         if alive is None:
             count = torch.ones(cells.shape, dtype=dtype, device=cells.device)
@@ -82,18 +103,12 @@ class GridCells(CellPartition):
         device: torch.device | str = "cpu",
     ) -> None:
         check_choice("contiguity", contiguity, ("rook", "queen"))
-        shape = tuple(int(s) for s in shape)
-        if not shape or any(s < 1 for s in shape):
-            raise ValueError(f"shape must be a non-empty sequence of integers >= 1, got shape={shape}")
-        if len(low) != len(shape) or len(high) != len(shape):
-            raise ValueError(
-                f"low, high and shape must have one entry per dimension, got "
-                f"low={tuple(low)}, high={tuple(high)}, shape={shape}"
-            )
+        shape = check_int_sequence("shape", shape, low=1)
+        low = check_number_sequence("low", low, length=len(shape))
+        high = check_number_sequence("high", high, length=len(shape))
+        device = check_device("device", device)
         if any(h <= lo for lo, h in zip(low, high, strict=True)):
-            raise ValueError(
-                f"high must exceed low in every dimension, got low={tuple(low)}, high={tuple(high)}"
-            )
+            raise ValueError(f"high must exceed low in every dimension, got high={high!r} with low={low!r}")
         self.shape = shape
         self.contiguity = contiguity
         self.num_cells = int(torch.tensor(shape).prod())
@@ -133,20 +148,30 @@ class GridCells(CellPartition):
             (self.shape, self.contiguity),
         )
 
-    def assign(self, positions: torch.Tensor) -> torch.Tensor:
-        check_tensor("positions", positions)
+    def assign(self, positions: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """Cell ids ``[..., N]`` of positions ``[..., N, D]``. Positions outside the box fall
+        into the border cells (documented: agents may step slightly outside). NaN or inf
+        positions are refused (one host synchronisation), unless ``check=False``: then, so
+        that nothing indexes out of range, NaN falls into cell 0 and inf into a border cell."""
+        check_tensor("positions", positions, dtype="real")
         if positions.dim() < 2 or positions.shape[-1] != len(self.shape):
             raise ValueError(
                 f"positions must have shape [..., N, {len(self.shape)}] for a {len(self.shape)}-D grid, "
-                f"got {tuple(positions.shape)}"
+                f"got positions of shape {tuple(positions.shape)}"
             )
+        check_bool("check", check)
+        if check:
+            check_values([("positions", positions, "finite", None)])
         # Floating-point binning and one matmul with the strides: ~4x fewer passes over
         # [..., N, D] than integer ops (cell ids stay exact below 2**24 cells in float32).
         dtype = positions.dtype if positions.dtype in (torch.float32, torch.float64) else torch.float32
         low, scale, top, strides = self._constants(positions.device, dtype)
-        idx = ((positions.to(dtype) - low) * scale).floor_()
+        idx = ((positions.to(dtype) - low) * scale).floor_().nan_to_num_(nan=0.0)
         idx = torch.minimum(idx.clamp_(min=0), top)
         return (idx @ strides).long()
+
+    def _assign_unchecked(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.assign(positions, check=False)
 
     def _constants(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """Binning constants on ``device``, cached so per-step calls copy nothing."""

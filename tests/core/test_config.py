@@ -36,23 +36,23 @@ def test_full_form_keeps_every_section():
 
 
 @pytest.mark.parametrize(
-    "value, match",
+    "value, match, error",
     [
-        ({"plugins": ["shepp"]}, r"unknown hetplug plugin 'shepp' in hetplug.plugins \(did you mean 'shep'\?\)"),
-        ({"plugins": ["shep"], "shpe": {}}, r"unknown key hetplug.shpe \(did you mean 'shep'\?\)"),
-        ({"plugins": ["shep"], "shep": {"grid_shpe": [2, 2]}}, r"unknown option hetplug.shep.grid_shpe \(did you mean 'grid_shape'\?\)"),
-        ({"plugins": ["shep"], "shep": {"priority_form": "max"}}, "hetplug.shep: priority_form must be one of"),
-        ({"plugins": ["shep"], "shep": [1]}, r"hetplug.shep must be a mapping of options, got hetplug.shep=\[1\]"),
-        ({"plugins": "shep", "positions": {"slice": [3, 1]}}, r"hetplug.positions.slice must be \[start, stop\]"),
-        ({"plugins": ["shep"], "positions": {"slise": [0, 2]}}, r"unknown key hetplug.positions.slise \(did you mean 'slice'\?\)"),
-        ({"plugins": ["shep"], "positions": {"slice": [0, 3], "dim": 2}}, "hetplug.positions.dim must be an integer >= 1 dividing"),
-        ({"plugins": ["shep"], "replay_window": 0}, "hetplug.replay_window must be an integer >= 1, got hetplug.replay_window=0"),
-        ({"plugins": [1]}, "hetplug.plugins must be a list of plugin names"),
-        (42, "hetplug must be a list of plugin names or a mapping"),
+        ({"plugins": ["shepp"]}, r"unknown hetplug plugin 'shepp' in hetplug.plugins \(did you mean 'shep'\?\)", ValueError),
+        ({"plugins": ["shep"], "shpe": {}}, r"unknown key hetplug.shpe \(did you mean 'shep'\?\)", ValueError),
+        ({"plugins": ["shep"], "shep": {"grid_shpe": [2, 2]}}, r"unknown option hetplug.shep.grid_shpe \(did you mean 'grid_shape'\?\)", ValueError),
+        ({"plugins": ["shep"], "shep": {"priority_form": "max"}}, "hetplug.shep: priority_form must be one of", ValueError),
+        ({"plugins": ["shep"], "shep": [1]}, r"hetplug.shep must be a mapping of options, got hetplug.shep=\[1\]", TypeError),
+        ({"plugins": "shep", "positions": {"slice": [3, 1]}}, r"hetplug.positions.slice must be \[start, stop\]", ValueError),
+        ({"plugins": ["shep"], "positions": {"slise": [0, 2]}}, r"unknown key hetplug.positions.slise \(did you mean 'slice'\?\)", ValueError),
+        ({"plugins": ["shep"], "positions": {"slice": [0, 3], "dim": 2}}, "hetplug.positions.dim must be an integer >= 1 dividing", ValueError),
+        ({"plugins": ["shep"], "replay_window": 0}, "hetplug.replay_window must be an integer >= 1, got hetplug.replay_window=0", ValueError),
+        ({"plugins": [1]}, "hetplug.plugins must be a list of plugin names", TypeError),
+        (42, "hetplug must be a list of plugin names or a mapping", TypeError),
     ],
 )  # fmt: skip
-def test_bad_configs_name_the_key_and_the_value(value, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_configs_name_the_key_and_the_value(value, match, error):
+    with pytest.raises(error, match=match):
         parse_config(value)
 
 

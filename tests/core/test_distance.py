@@ -50,7 +50,7 @@ def test_pairwise_matrix_is_a_metric(device):
     "args, match",
     [
         ((torch.zeros(3), -torch.ones(3), torch.zeros(3), torch.ones(3)), "sigma1 must be finite and >= 0"),
-        ((torch.zeros(3), torch.ones(2), torch.zeros(3), torch.ones(3)), "share their last"),
+        ((torch.zeros(3), torch.ones(2), torch.zeros(3), torch.ones(3)), "must share the last"),
         ((torch.zeros(3), torch.ones(3), torch.zeros(4), torch.ones(4)), "3 and 4 dims"),
     ],
 )

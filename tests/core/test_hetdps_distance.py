@@ -147,7 +147,7 @@ def test_pool_is_a_bounded_ring_and_samples_without_replacement():
     [
         (torch.zeros(4, 3, 2), torch.zeros(4, 2, 1), r"x must be \[S, N=2"),
         (torch.zeros(4, 2, 2), torch.zeros(4, 2, 3), r"y must be \[S, N=2, y_dim=1\]"),
-        (torch.zeros(4, 2, 2), torch.zeros(5, 2, 1), "same number of samples"),
+        (torch.zeros(4, 2, 2), torch.zeros(5, 2, 1), "as many samples S as x"),
         (torch.full((4, 2, 2), float("nan")), torch.zeros(4, 2, 1), "finite"),
         (torch.zeros(4, 2), torch.zeros(4, 2, 1), "x must have 3 dimensions"),
     ],

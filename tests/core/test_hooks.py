@@ -160,19 +160,19 @@ def test_unknown_plugin_name_lists_known_ones(toy_entry_point):
 
 
 @pytest.mark.parametrize(
-    "plugins, options, match",
+    "plugins, options, match, error",
     [
-        (["shep"], {"shep": {"lamda_delta": 1.0}}, "unknown option shep.lamda_delta"),
-        (["shep"], {"shep": {"priority_form": "max"}}, "priority_form"),
-        (["per"], {"per": {"priority_exponent": -0.1}}, "priority_exponent must be >= 0"),
-        (["per"], {"shep": {}}, "not selected: shep"),
-        (["per"], {"per": [1, 2]}, "must be a mapping"),
-        (["per", "shep"], None, "select only one"),
-        (["per", "per"], None, "selected twice"),
+        (["shep"], {"shep": {"lamda_delta": 1.0}}, "unknown option shep.lamda_delta", ValueError),
+        (["shep"], {"shep": {"priority_form": "max"}}, "priority_form", ValueError),
+        (["per"], {"per": {"priority_exponent": -0.1}}, "priority_exponent must be >= 0", ValueError),
+        (["per"], {"shep": {}}, "not selected: shep", ValueError),
+        (["per"], {"per": [1, 2]}, "must be a mapping", TypeError),
+        (["per", "shep"], None, "select only one", ValueError),
+        (["per", "per"], None, "selected twice", ValueError),
     ],
 )
-def test_bad_selection_or_options_fail_at_build_time(plugins, options, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_selection_or_options_fail_at_build_time(plugins, options, match, error):
+    with pytest.raises(error, match=match):
         hetplug.get_plugin_manager(plugins, options)
 
 

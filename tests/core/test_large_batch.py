@@ -73,10 +73,10 @@ def test_weighted_minibatch_gradient_is_unbiased_for_the_large_batch_mean():
 @pytest.mark.parametrize(
     "pri, kwargs, match",
     [
-        (torch.tensor([1.0, float("nan")]), {}, "NaN or inf"),
+        (torch.tensor([1.0, float("nan")]), {}, r"finite and >= 0, got priorities\[1\]=nan"),
         (torch.tensor([1.0, -1.0]), {}, ">= 0"),
         (torch.zeros(3), {}, "all zero"),
-        (torch.zeros(0), {}, "empty"),
+        (torch.zeros(0), {}, r"at least one item \(K >= 1\)"),
         (torch.ones(2, 2, 2), {}, "priorities must have 1 or 2 dimensions"),
         (torch.ones(3), {"weighting": "median"}, "weighting"),
         (torch.ones(3), {"batch_size": 0}, "batch_size"),

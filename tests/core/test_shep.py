@@ -450,11 +450,11 @@ def test_bad_input_raises_and_keeps_state():
         pm.hook.hetplug_replay_add(batch=batch(positions=torch.rand(6, 7, 5, 3)))
     with pytest.raises(ValueError, match="NaN or inf"):
         pm.hook.hetplug_update_priorities(indices=idx, td_error=torch.full((6, 7), float("nan")), mask=None)
-    with pytest.raises(ValueError, match="rows"):
+    with pytest.raises(ValueError, match="one row per index"):
         pm.hook.hetplug_update_priorities(indices=idx, td_error=torch.ones(5, 7), mask=None)
-    with pytest.raises(ValueError, match="indices must lie"):
+    with pytest.raises(ValueError, match=r"indices must be in \[0, 6\), got indices\[1\]=99"):
         pm.hook.hetplug_update_priorities(indices=torch.tensor([0, 99]), td_error=torch.ones(2, 7), mask=None)
-    with pytest.raises(ValueError, match="more than max_steps"):
+    with pytest.raises(ValueError, match=r"batch.max_steps must be <= the host's max_steps=7"):
         pm.hook.hetplug_replay_add(batch=batch(t=9))
     with pytest.raises(ValueError, match="n_actions"):
         bad_pm = hetplug.get_plugin_manager(["shep"])
@@ -489,16 +489,18 @@ def test_config_errors_name_the_field(field, value):
 
 
 def test_trajectory_batch_validation_names_fields():
-    with pytest.raises(ValueError, match="mask must be a"):
-        hetplug.TrajectoryBatch(reward=torch.zeros(2, 3), mask=torch.ones(2, 4))
+    with pytest.raises(ValueError, match="mask must have shape"):
+        hetplug.TrajectoryBatch(reward=torch.zeros(2, 3), mask=torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="mask must be a bool tensor"):
+        hetplug.TrajectoryBatch(reward=torch.zeros(2, 3), mask=torch.ones(2, 3))
     with pytest.raises(ValueError, match="positions must have leading dims"):
         hetplug.TrajectoryBatch(
-            reward=torch.zeros(2, 3), mask=torch.ones(2, 3), positions=torch.zeros(3, 3, 4, 2)
+            reward=torch.zeros(2, 3), mask=torch.ones(2, 3, dtype=torch.bool), positions=torch.zeros(3, 3, 4, 2)
         )
     with pytest.raises(ValueError, match="agents in dim 2"):
         hetplug.TrajectoryBatch(
             reward=torch.zeros(2, 3),
-            mask=torch.ones(2, 3),
+            mask=torch.ones(2, 3, dtype=torch.bool),
             positions=torch.zeros(2, 3, 4, 2),
             actions=torch.zeros(2, 3, 5),
         )

@@ -40,7 +40,8 @@ def test_bad_configs_fail_before_training(host, hp, message, capfd):
     ],
 )  # fmt: skip
 def test_config_errors_name_the_key(hp, message):
-    with pytest.raises(ValueError, match=message):
+    error = TypeError if "must be a mapping" in message or "must be a list" in message else ValueError
+    with pytest.raises(error, match=message):
         read_config(hp)
 
 

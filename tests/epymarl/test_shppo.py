@@ -76,7 +76,7 @@ def test_shppo_bad_configs_fail_before_training(host, capfd, config, hp, message
     [
         (
             {"plugins": ["shppo"], "shppo": {"latent_dim": 0}},
-            "hetplug.shppo: latent_dim must be >= 1",
+            "hetplug.shppo: latent_dim must be an integer >= 1, got latent_dim=0",
         ),
         (["shppo", "hetdps"], "'hetdps' and 'shppo' both replace the rnn agent"),
         ({"plugins": ["shppo"], "shppo": {"lambda_e": -1.0}}, "lambda_e"),

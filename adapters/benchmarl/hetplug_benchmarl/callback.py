@@ -22,7 +22,7 @@ import torch
 from benchmarl.experiment import Callback
 
 import hetplug
-from hetplug.state import read_versioned, versioned
+from hetplug.state import read_versioned, require_keys, state_int, versioned
 from hetplug_benchmarl import wiring as wiring_module
 from hetplug_benchmarl.batch import to_trajectory_batch
 from hetplug_benchmarl.metrics import MetricLog
@@ -210,9 +210,14 @@ class HetplugCallback(Callback):
             raise ValueError(
                 f"checkpoint groups {sorted(saved)} differ from the experiment's {sorted(self.groups)}"
             )
+        for group, state in saved.items():  # every group checked before any is loaded
+            where = f"the checkpoint's hetplug[{group!r}]"
+            require_keys(where, state, ("plugins", "updates"))
+            state_int(where, state, "updates", 0)
+            hetplug.check_plugin_state(self.groups[group].pm, state["plugins"])
         for group, state in saved.items():
             hetplug.load_plugin_state(self.groups[group].pm, state["plugins"])
-            self.groups[group].updates = state["updates"]
+            self.groups[group].updates = int(state["updates"])
 
 
 def _merge(config: Any, options: dict | None, top_level: dict[str, Any]) -> Any:

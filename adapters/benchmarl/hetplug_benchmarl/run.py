@@ -106,7 +106,7 @@ def check_arguments(argv: list[str]) -> str | None:
             node[path[-1]] = value
     try:
         hetplug_config(config)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         return str(err)
     return None
 
@@ -203,7 +203,7 @@ def main(cfg: DictConfig) -> None:
         callback = callback_from_config(hetplug_cfg)
         algorithm = algorithm_config_registry[choices.algorithm]
         check_algorithm(callback.config, algorithm.associated_class(), algorithm.on_policy())
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         _fail(str(err))
     message = (
         check_model(callback.config.plugins, choices.model)

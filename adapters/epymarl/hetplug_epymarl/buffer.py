@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from hetplug.state import require_keys, state_int
+
 
 def make_buffer_class(base: type, session_getter) -> type:
     """A subclass of the host's ``ReplayBuffer`` that serves the active session."""
@@ -66,18 +68,31 @@ def make_buffer_class(base: type, session_getter) -> type:
             }
 
         def check_contents(self, state: dict[str, Any]) -> None:
-            """Raise unless ``state`` fits this buffer (same keys and shapes)."""
+            """Raise unless ``state`` fits this buffer (every key, the same shapes and dtypes,
+            counters in range); nothing changes."""
+            where = "hetplug.th buffer"
+            require_keys(
+                where, state, ("transition_data", "episode_data", "buffer_index", "episodes_in_buffer")
+            )
             for part in ("transition_data", "episode_data"):
                 mine = getattr(self.data, part)
                 saved = state[part]
-                if sorted(saved) != sorted(mine):
-                    raise ValueError(f"saved buffer {part} keys {sorted(saved)} differ from {sorted(mine)}")
+                if not isinstance(saved, dict) or sorted(saved) != sorted(mine):
+                    keys = sorted(saved) if isinstance(saved, dict) else saved
+                    raise ValueError(f"saved buffer {part} keys {keys} differ from {sorted(mine)}")
                 for k, v in saved.items():
+                    if not isinstance(v, torch.Tensor) or v.dtype != mine[k].dtype:
+                        got = f"dtype {v.dtype}" if isinstance(v, torch.Tensor) else type(v).__name__
+                        raise TypeError(
+                            f"saved buffer {part}[{k!r}] must be a {mine[k].dtype} tensor, got {got}"
+                        )
                     if tuple(v.shape) != tuple(mine[k].shape):
                         raise ValueError(
                             f"saved buffer {part}[{k!r}] has shape {tuple(v.shape)}, this run's is "
                             f"{tuple(mine[k].shape)} (buffer_size, episode length and env must match)"
                         )
+            state_int(where, state, "buffer_index", 0, self.buffer_size - 1)
+            state_int(where, state, "episodes_in_buffer", 0, self.buffer_size)
 
         def load_contents(self, state: dict[str, Any]) -> None:
             self.check_contents(state)

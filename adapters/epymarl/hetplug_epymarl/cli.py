@@ -73,7 +73,7 @@ def check_config(src: Path, argv: list[str]) -> None:
     value = (yaml.safe_load(path.read_text()) or {}).get("hetplug")
     try:
         hetplug.parse_config(value)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         fail(f"{path.name}: {err}")
 
 

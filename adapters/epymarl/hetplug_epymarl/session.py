@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 import hetplug
+from hetplug.state import require_keys, state_int
 from hetplug_epymarl.episodes import trajectory_batch, width
 from hetplug_epymarl.learner import HetplugLearner
 from hetplug_epymarl.metrics import MetricsLog
@@ -165,9 +166,14 @@ class Session:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`: the episodes, every plugin's state and the update
+        counter are all checked before anything changes."""
+        require_keys("hetplug.th", state, ("plugins", "updates"))
+        state_int("hetplug.th", state, "updates", 0)
         replay = self.wiring.replay
         if replay is not None:
-            replay.check_state(self.buffer, state.get("buffer"))  # before anything changes
+            replay.check_state(self.buffer, state.get("buffer"))
+        hetplug.check_plugin_state(self.pm, state["plugins"])
         hetplug.load_plugin_state(self.pm, state["plugins"])
         if replay is not None:
             replay.load_state_dict(self.buffer, state["buffer"])

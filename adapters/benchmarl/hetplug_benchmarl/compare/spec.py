@@ -414,7 +414,7 @@ def _check_supported(variant: Variant) -> None:
     config = algorithms()[variant.algorithm]
     try:
         check_algorithm(list(variant.plugins), config.associated_class(), is_on_policy(variant.algorithm))
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         raise SpecError(f"--plugins {'+'.join(variant.plugins) or NONE}: {err}") from None
 
 
