@@ -187,6 +187,11 @@ class LbsExperiment(ScriptExperiment):
         return lbs_summary(runs, self.frames, failed=failed)
 
 
+#: HAPPO without and with SHPPO on vmas/navigation (the SHPPO experiments' grid)
+HAPPO_NAVIGATION = ("--task", "vmas/navigation", "--algorithm", "happo", "--plugins", "none", "shppo")
+#: 60k frames with Table V's learning rate and gamma
+TABLE_V_60K = ("--frames", "60000", "--set", "experiment.lr=0.0005", "--set", "experiment.gamma=0.95")
+
 EXPERIMENTS = [
     Experiment(
         name="shep-battle",
@@ -317,24 +322,7 @@ EXPERIMENTS = [
             "the rest is compare's on-policy schedule (1000 frames per iteration, minibatches of 200, 8 epochs) "
             "instead of HARL's one minibatch x 5 epochs, and navigation's 100 steps per episode instead of 160."
         ),
-        argv=(
-            "--task",
-            "vmas/navigation",
-            "--algorithm",
-            "happo",
-            "--plugins",
-            "none",
-            "shppo",
-            "--model",
-            "mlp",
-            "shppo",
-            "--frames",
-            "60000",
-            "--set",
-            "experiment.lr=0.0005",
-            "--set",
-            "experiment.gamma=0.95",
-        ),  # fmt: skip
+        argv=(*HAPPO_NAVIGATION, "--model", "mlp", "shppo", *TABLE_V_60K),
     ),
     ZeroShotExperiment(
         name="shppo-zero-shot",
@@ -370,24 +358,7 @@ EXPERIMENTS = [
             "HAPPO on hetplug's SHPPO actor without the shppo plugin (no latent losses: the LatentNet learns only "
             "through the PPO loss) against HAPPO + SHPPO."
         ),
-        argv=(
-            "--task",
-            "vmas/navigation",
-            "--algorithm",
-            "happo",
-            "--plugins",
-            "none",
-            "shppo",
-            "--model",
-            "shppo",
-            "shppo",
-            "--frames",
-            "60000",
-            "--set",
-            "experiment.lr=0.0005",
-            "--set",
-            "experiment.gamma=0.95",
-        ),  # fmt: skip
+        argv=(*HAPPO_NAVIGATION, "--model", "shppo", "shppo", *TABLE_V_60K),
     ),
 ]
 

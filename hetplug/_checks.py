@@ -102,6 +102,18 @@ def check_choice(name: str, value: Any, choices: tuple) -> None:
         raise ValueError(f"{name} must be one of {list(choices)}, got {name}={value!r}{hint}")
 
 
+def _check_sequence(name: str, value: Any, length: int | None, what: str, entry: Any) -> None:
+    """A non-empty list or tuple (of ``length`` entries) whose entries pass ``entry``;
+    ``TypeError`` for a string, a scalar or a wrong entry type, ``ValueError`` for a length."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list of {what}, got {name}={value!r}")
+    if not value or (length is not None and len(value) != length):
+        want = f"{length} {what}" if length is not None else f"a non-empty list of {what}"
+        raise ValueError(f"{name} must be {want}, got {name}={value!r}")
+    if not all(entry(v) for v in value):
+        raise TypeError(f"{name} must be a list of {what}, got {name}={value!r}")
+
+
 def check_int_sequence(
     name: str, value: Any, low: int | None = None, length: int | None = None
 ) -> tuple[int, ...]:
@@ -109,31 +121,17 @@ def check_int_sequence(
 
     A string (``'8x8'``) or a scalar raises ``TypeError``; a wrong length or entry ``ValueError``.
     """
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be a list of integers, got {name}={value!r}")
-    if not value or (length is not None and len(value) != length):
-        want = f"{length} integers" if length is not None else "a non-empty list of integers"
-        raise ValueError(f"{name} must be {want}, got {name}={value!r}")
-    for v in value:
-        if not is_int(v):
-            raise TypeError(f"{name} must be a list of integers, got {name}={value!r}")
-        if low is not None and v < low:
-            raise ValueError(f"{name} must hold integers >= {low}, got {name}={value!r}")
+    _check_sequence(name, value, length, "integers", is_int)
+    if low is not None and any(v < low for v in value):
+        raise ValueError(f"{name} must hold integers >= {low}, got {name}={value!r}")
     return tuple(int(v) for v in value)
 
 
 def check_number_sequence(name: str, value: Any, length: int | None = None) -> tuple[float, ...]:
     """A non-empty list or tuple of finite numbers (of ``length`` entries) as a tuple."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be a list of numbers, got {name}={value!r}")
-    if not value or (length is not None and len(value) != length):
-        want = f"{length} numbers" if length is not None else "a non-empty list of numbers"
-        raise ValueError(f"{name} must be {want}, got {name}={value!r}")
-    for v in value:
-        if not _is_number(v):
-            raise TypeError(f"{name} must be a list of numbers, got {name}={value!r}")
-        if not math.isfinite(v):
-            raise ValueError(f"{name} must hold finite numbers, got {name}={value!r}")
+    _check_sequence(name, value, length, "numbers", _is_number)
+    if not all(math.isfinite(v) for v in value):
+        raise ValueError(f"{name} must hold finite numbers, got {name}={value!r}")
     return tuple(float(v) for v in value)
 
 
