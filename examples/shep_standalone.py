@@ -253,7 +253,9 @@ def main(argv=None):
         fig.savefig(out / "curves.png", dpi=120)
         print(f"wrote {out / 'curves.png'}")
     except ImportError:
-        print("matplotlib not installed: skipping curves.png (pip install -c constraints.txt -e '.[examples]' from the clone)")
+        print(
+            "matplotlib not installed: skipping curves.png (pip install -c constraints.txt -e '.[examples]' from the clone)"
+        )
     for r in results:
         print(f"{r['method']:8s} final eval return {r['final_eval_return']:.3f}  ({r['seconds']:.0f} s)")
     print(f"wrote {out / 'results.json'}")

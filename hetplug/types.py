@@ -223,7 +223,9 @@ class TrajectoryBatch:
             )
         check_tensor("mask", self.mask, 2, "bool")
         if tuple(self.mask.shape) != (B, T):
-            raise ValueError(f"mask must have shape [B, T] = [{B}, {T}], got mask of shape {tuple(self.mask.shape)}")
+            raise ValueError(
+                f"mask must have shape [B, T] = [{B}, {T}], got mask of shape {tuple(self.mask.shape)}"
+            )
         check_mapping("extra", self.extra, "a dict of [B, T, ...] tensors")
         for key, value in self.extra.items():
             if not isinstance(key, str):

@@ -57,7 +57,9 @@ class CellPartition:
         if alive is not None:
             check_tensor("alive", alive, dtype="bool_or_real")
         if check:
-            check_values([("positions", positions, "finite", None), ("alive", alive, "finite_nonnegative", None)])
+            check_values(
+                [("positions", positions, "finite", None), ("alive", alive, "finite_nonnegative", None)]
+            )
         cells = self._assign_unchecked(positions)
         dtype = positions.dtype if positions.is_floating_point() else torch.float32
         if alive is None:

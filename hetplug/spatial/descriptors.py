@@ -48,7 +48,9 @@ def occupancy_entropy(density: torch.Tensor, normalize: bool = False, check: boo
     """
     check_tensor("density", density, dtype="floating")
     if density.dim() == 0:
-        raise ValueError(f"density must have a cell dim [..., M], got density of shape {tuple(density.shape)}")
+        raise ValueError(
+            f"density must have a cell dim [..., M], got density of shape {tuple(density.shape)}"
+        )
     check_bool("normalize", normalize)
     if check:
         check_values([("density", density, "distribution", DISTRIBUTION_TOLERANCE)])

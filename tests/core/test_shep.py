@@ -495,7 +495,9 @@ def test_trajectory_batch_validation_names_fields():
         hetplug.TrajectoryBatch(reward=torch.zeros(2, 3), mask=torch.ones(2, 3))
     with pytest.raises(ValueError, match="positions must have leading dims"):
         hetplug.TrajectoryBatch(
-            reward=torch.zeros(2, 3), mask=torch.ones(2, 3, dtype=torch.bool), positions=torch.zeros(3, 3, 4, 2)
+            reward=torch.zeros(2, 3),
+            mask=torch.ones(2, 3, dtype=torch.bool),
+            positions=torch.zeros(3, 3, 4, 2),
         )
     with pytest.raises(ValueError, match="agents in dim 2"):
         hetplug.TrajectoryBatch(
