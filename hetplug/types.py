@@ -139,6 +139,17 @@ def check_max_steps(batch: TrajectoryBatch, spec: HostSpec) -> None:
         )
 
 
+def host_object(host: Any, name: str, plugin: str, what: str, how: str) -> Any:
+    """``host.<name>`` for a plugin's ``hetplug_bind``: ``TypeError`` unless ``host`` is a
+    :class:`HostObjects`; ``ValueError`` saying ``how`` to get one when the host gave none."""
+    if not isinstance(host, HostObjects):
+        raise TypeError(f"host must be a hetplug.HostObjects, got host={host!r}")
+    value = getattr(host, name)
+    if value is None:
+        raise ValueError(f"the {plugin} plugin needs the host's {what} (HostObjects.{name}): {how}")
+    return value
+
+
 def require_configured(state: Any, plugin: str) -> None:
     """``RuntimeError`` saying what to do when a hook runs before ``hetplug_configure``."""
     if state is None:

@@ -19,9 +19,9 @@ import torch
 #: attributes that are caches, scratch buffers or reports, not state (HetDPS's
 #: ``last_distance`` and its manager's ``last_plan`` report the latest regrouping; a loaded
 #: plugin has none; the sampler's ``_last``/``_positions`` are its update's scratch and
-#: ``_beta_cache`` memoises the IS exponent)
+#: ``_beta_cache`` memoises the IS exponent; SHEP's ``_checked`` remembers which batch it checked)
 SKIP = {"_last_descriptors", "_cache", "_sources", "_zero", "_rows", "last_plan", "last_distance",
-        "_last", "_positions", "_beta_cache"}  # fmt: skip
+        "_last", "_positions", "_beta_cache", "_checked"}  # fmt: skip
 
 
 def deep_state(obj: Any, _seen: dict[int, Any] | None = None) -> Any:

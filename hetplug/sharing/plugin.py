@@ -46,6 +46,7 @@ from hetplug.types import (
     TrajectoryBatch,
     check_batch,
     check_reconfigure,
+    host_object,
     require_configured,
 )
 
@@ -268,14 +269,8 @@ class HetDPSPlugin:
 
     @hookimpl
     def hetplug_bind(self, host: HostObjects) -> None:
-        if not isinstance(host, HostObjects):
-            raise TypeError(f"host must be a hetplug.HostObjects, got host={host!r}")
-        if host.parameter_slots is None:
-            raise ValueError(
-                "the hetdps plugin needs the host's parameter slots (HostObjects.parameter_slots): "
-                "build the policy from hetplug's slot model, whose agents can be regrouped in place"
-            )
-        self.bind(host.parameter_slots)
+        how = "build the policy from hetplug's slot model, whose agents can be regrouped in place"
+        self.bind(host_object(host, "parameter_slots", "hetdps", "parameter slots", how))
 
     def bind(self, slots: ParameterSlots) -> None:
         """Give the plugin the host's slot parameters; plans are then applied in place."""

@@ -79,6 +79,7 @@ class SHEPPlugin:
         self.env_steps: torch.Tensor | int = 0  # valid steps collected (a device tensor): the schedules
         self.her_credit = 0.0  # Group-HER copies still allowed by her_max_fraction
         self._last_descriptors: tuple | None = None
+        self._checked: tuple | None = None  # (key, inputs) of the batch collection checked last
 
     # ------------------------------------------------------------------ hooks
     @hookimpl
@@ -118,16 +119,21 @@ class SHEPPlugin:
         self._max_td = torch.ones((), device=spec.device)
         self._reward_scale = torch.zeros((), device=spec.device)
 
-    def _value_checks(self, batch: TrajectoryBatch) -> list[tuple]:
-        """The value checks of a batch's fields that SHEP reads (for one fused check)."""
+    def _value_checks(self, batch: TrajectoryBatch, descriptor_inputs: bool = True) -> list[tuple]:
+        """The value checks of a batch's fields that SHEP reads (for one fused check); without
+        ``descriptor_inputs``, only the reward and TD errors (the rest was checked already)."""
         c = self.config
         checks: list[tuple] = [
+            ("batch.reward", batch.reward, "finite", None),
+            ("batch.td_error", batch.td_error, "finite", None),
+        ]
+        if not descriptor_inputs:
+            return checks
+        checks += [
             ("batch.positions", batch.positions, "finite", None),
             ("batch.alive", batch.alive, "finite_nonnegative", None),
             ("batch.opponent_positions", batch.opponent_positions, "finite", None),
             ("batch.opponent_alive", batch.opponent_alive, "finite_nonnegative", None),
-            ("batch.reward", batch.reward, "finite", None),
-            ("batch.td_error", batch.td_error, "finite", None),
         ]
         for name in ("actions", "opponent_actions"):
             actions = getattr(batch, name)
@@ -147,6 +153,8 @@ class SHEPPlugin:
             raise ValueError("SHEP needs TrajectoryBatch.positions [B, T, N, D]; the host gave none")
         if self.config.check_inputs:
             check_values(self._value_checks(batch))
+        # Keep the checked inputs alive too, so that no other tensor takes their ids.
+        self._checked = (self._descriptor_key(batch), self._descriptor_inputs(batch))
 
     @hookimpl
     def hetplug_trajectories_collected(self, batch: TrajectoryBatch) -> CollectedResult | None:
@@ -244,7 +252,10 @@ class SHEPPlugin:
         masses = self._masses(td, tactical, tables, episode)
         row = sampler._check_priorities(masses.row)
         if self.config.check_inputs:  # the batch and the priorities: one fused check
-            check_values([*self._value_checks(batch), ("priorities", row, "finite_nonnegative", None)])
+            checked = self._checked is not None and self._checked[0] == self._descriptor_key(batch)
+            unchecked = not checked  # the descriptor inputs trajectories_collected checked
+            checks = self._value_checks(batch, descriptor_inputs=unchecked)
+            check_values([*checks, ("priorities", row, "finite_nonnegative", None)])
         indices = sampler._append(row)
         self._store(indices, masses, tables)
         self._shift[indices] = shift
@@ -352,24 +363,26 @@ class SHEPPlugin:
         ``replay_add``; the last result is reused when the input tensors are the same
         objects, unmodified (identity plus torch's in-place version counter).
         """
-        inputs = (
-            batch.done,
-            batch.positions,
-            batch.alive,
-            batch.actions,
-            batch.opponent_positions,
-            batch.opponent_alive,
-            batch.opponent_actions,
-        )
-        key = tuple((id(t), t._version) if t is not None else None for t in inputs)
+        key = self._descriptor_key(batch)
         if self._last_descriptors is not None and self._last_descriptors[0] == key:
             return self._last_descriptors[1]
         own, delta = self._compute_descriptors(batch)
         start = episode_start(episode_index(batch.done, batch.mask.shape, batch.device))
         result = (own, delta, start)
         # Keep the inputs alive so their ids cannot be reused by other tensors.
-        self._last_descriptors = (key, result, inputs)
+        self._last_descriptors = (key, result, self._descriptor_inputs(batch))
         return result
+
+    @staticmethod
+    def _descriptor_inputs(batch: TrajectoryBatch) -> tuple[torch.Tensor | None, ...]:
+        """The batch fields the descriptors are computed from."""
+        return (batch.done, batch.positions, batch.alive, batch.actions,
+                batch.opponent_positions, batch.opponent_alive, batch.opponent_actions)  # fmt: skip
+
+    def _descriptor_key(self, batch: TrajectoryBatch) -> tuple:
+        """Identity and in-place version of each descriptor input: equal keys mean the same,
+        unmodified tensors (while the cache keeps them alive, no other tensor takes their id)."""
+        return tuple((id(t), t._version) if t is not None else None for t in self._descriptor_inputs(batch))
 
     def _compute_descriptors(self, batch: TrajectoryBatch) -> tuple[scoring.Descriptors, torch.Tensor]:
         c = self.config
@@ -535,6 +548,7 @@ class SHEPPlugin:
             new.get("reward_scale", torch.zeros(())).to(device, self._reward_scale.dtype).clone()
         )
         self._last_descriptors = None
+        self._checked = None
         tactical, tables = self._derive(self._shift, self._cohesion, self._mask, self._episode)
         self._tactical.copy_(tactical)
         self._share.copy_(tables.share)

@@ -43,7 +43,7 @@ from hetplug.state import (
     snapshot,
     versioned,
 )
-from hetplug.types import HostObjects, HostSpec, TrajectoryBatch, check_batch, check_reconfigure
+from hetplug.types import HostObjects, HostSpec, TrajectoryBatch, check_batch, check_reconfigure, host_object
 
 #: Table V's discount, used when neither the options nor the host give one
 PAPER_GAMMA = 0.95
@@ -160,14 +160,8 @@ class SHPPOPlugin:
 
     @hookimpl
     def hetplug_bind(self, host: HostObjects) -> None:
-        if not isinstance(host, HostObjects):
-            raise TypeError(f"host must be a hetplug.HostObjects, got host={host!r}")
-        if host.latent_net is None:
-            raise ValueError(
-                "the shppo plugin needs the host's LatentNet (HostObjects.latent_net): build the "
-                "actor from hetplug's SHPPO model, which runs one"
-            )
-        self.bind(host.latent_net)
+        how = "build the actor from hetplug's SHPPO model, which runs one"
+        self.bind(host_object(host, "latent_net", "shppo", "LatentNet", how))
 
     def _new_inference(
         self, global_obs_dim: int, n_agents: int | None, device: torch.device

@@ -26,9 +26,9 @@ HER = {
 }
 
 
-def make_experiment(
-    folder, algorithm="iql", callbacks=None, restore=None, on_policy=False, iters=ITERS, max_steps=None
-):
+def quiet_config(folder) -> ExperimentConfig:
+    """BenchMARL's experiment config for tests: no rendering, loggers, json, evaluation or
+    periodic checkpoints, saving under ``folder``."""
     cfg = ExperimentConfig.get_from_yaml()
     cfg.render = False  # torchvision does not import here (FACTS.md)
     cfg.loggers = []
@@ -36,6 +36,13 @@ def make_experiment(
     cfg.evaluation = False
     cfg.save_folder = str(folder)
     cfg.checkpoint_interval = 0
+    return cfg
+
+
+def make_experiment(
+    folder, algorithm="iql", callbacks=None, restore=None, on_policy=False, iters=ITERS, max_steps=None
+):
+    cfg = quiet_config(folder)
     cfg.checkpoint_at_end = True
     cfg.off_policy_collected_frames_per_batch = ENVS * STEPS
     cfg.off_policy_n_envs_per_worker = ENVS

@@ -13,7 +13,7 @@ import torch
 pytest.importorskip("magent2")
 
 from benchmarl.algorithms import IqlConfig  # noqa: E402
-from benchmarl.experiment import Callback, Experiment, ExperimentConfig  # noqa: E402
+from benchmarl.experiment import Callback, Experiment  # noqa: E402
 from benchmarl.models.mlp import MlpConfig  # noqa: E402
 from magent2.environments import battle_v4  # noqa: E402
 from tensordict import TensorDict  # noqa: E402
@@ -27,6 +27,8 @@ from hetplug.spatial import GridCells  # noqa: E402
 from hetplug_benchmarl.batch import to_trajectory_batch  # noqa: E402
 from hetplug_benchmarl.tasks import BattleClass, MAgentBattleTask, win_rate  # noqa: E402
 from hetplug_benchmarl.tasks.battle_env import BattleEnv, GreedyOpponent  # noqa: E402
+
+from .conftest import quiet_config  # noqa: E402
 
 MAP, CYCLES, ENVS, STEPS = 16, 30, 2, 30
 N = 6  # agents per team on a 16 x 16 map
@@ -42,13 +44,7 @@ def battle_task(**options) -> BattleClass:
 
 
 def battle_experiment(folder, iters=1, callbacks=None) -> Experiment:
-    cfg = ExperimentConfig.get_from_yaml()
-    cfg.render = False  # torchvision does not import here (FACTS.md)
-    cfg.loggers = []
-    cfg.create_json = False
-    cfg.evaluation = False
-    cfg.save_folder = str(folder)
-    cfg.checkpoint_interval = 0
+    cfg = quiet_config(folder)
     cfg.off_policy_collected_frames_per_batch = ENVS * STEPS
     cfg.off_policy_n_envs_per_worker = ENVS
     cfg.off_policy_n_optimizer_steps = 2

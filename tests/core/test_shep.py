@@ -671,3 +671,31 @@ def test_update_without_mask_uses_the_valid_steps_stored_at_add():
         results.append((new, plugin._step_mass.clone(), plugin._ep_mass.clone(), plugin._episodes.clone()))
     for a, b_ in zip(*results, strict=True):
         torch.testing.assert_close(a, b_)
+
+
+def test_replay_add_checks_what_collection_has_not(monkeypatch):
+    """A batch trajectories_collected just checked is not checked again by replay_add
+    (only its reward and TD errors, which a host may change in between); a fresh batch, or
+    one modified in place since, is checked whole."""
+    import hetplug.shep.plugin as shep_plugin
+
+    pm, plugin = manager(group_her=False)
+    seen = []
+    real = shep_plugin.check_values
+    monkeypatch.setattr(
+        shep_plugin, "check_values", lambda checks: (seen.append([c[0] for c in checks]), real(checks))
+    )
+    b = batch()
+    pm.hook.hetplug_trajectories_collected(batch=b)
+    seen.clear()
+    pm.hook.hetplug_replay_add(batch=b)
+    assert seen == [["batch.reward", "batch.td_error", "priorities"]]
+    seen.clear()
+    pm.hook.hetplug_replay_add(batch=batch(seed=1))  # never collected: checked whole
+    assert "batch.positions" in seen[0] and "batch.actions" in seen[0]
+    pm.hook.hetplug_trajectories_collected(batch=b)
+    b.positions[0, 0, 0, 0] = float("nan")  # changed in place after the check
+    size = len(plugin.sampler)
+    with pytest.raises(ValueError, match="batch.positions"):
+        pm.hook.hetplug_replay_add(batch=b)
+    assert len(plugin.sampler) == size
