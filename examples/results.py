@@ -599,6 +599,8 @@ def verdict(summary: Mapping[str, Any], judged: Sequence[str] = ()) -> tuple[str
         sides.append("better" if low > 0.5 else "worse" if high < 0.5 else "no difference")
         reading = {"better": "better beyond noise", "worse": "worse beyond noise",
                    "no difference": "no difference beyond noise"}[sides[-1]]  # fmt: skip
+        if runs[-1] < MIN_RUNS:  # the bootstrap cannot measure the noise of so few runs
+            reading = "too few runs to judge"
         parts.append(
             f"P({p['variant']} > {p['over']}) {p['value']:.2f}, 95% CI [{low:.2f}, {high:.2f}]: {reading}"
         )

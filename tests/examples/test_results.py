@@ -70,6 +70,8 @@ def test_zero_shot_summary_is_rliable_per_team_size(results):
     assert summary["failed"] == [{"run": "shppo seed 4", "error": "exit status 1"}]
     word, reason = results.verdict(summary, ("shppo n=2", "shppo n=4"))
     assert word == "inconclusive" and "only 4 finished runs" in reason and "P(shppo n=4 > mlp n=4)" in reason
+    # with too few runs no comparison is read as beyond noise, whatever its bootstrap CI
+    assert "beyond noise" not in reason and reason.count("too few runs to judge") == 2
 
 
 def _lbs_run(level: float, seed: int, frames: int = 4000, length: int = 500) -> dict:
