@@ -433,7 +433,6 @@ class PrioritizedSampler:
         if len(self._sums) == 1:  # the top level holds the leaves
             return node, top.index_select(0, node)
         u = u.sub_(cum.sub(top).index_select(0, node))  # minus the mass before the node
-        mass = u
         for lvl in range(len(self._sums) - 2, -1, -1):
             children = self._sums[lvl].view(-1, k).index_select(0, node)  # [B, k]
             cum = children.cumsum(-1)
